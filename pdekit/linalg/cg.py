@@ -1,0 +1,320 @@
+"""Batched (preconditioned, optionally flexible) conjugate gradients.
+
+Hestenes & Stiefel (1952); preconditioned form as in Saad, *Iterative Methods for Sparse
+Linear Systems*, 2nd ed., Algorithm 9.1; flexible (Polak-Ribiere) variant after Notay (2000),
+"Flexible conjugate gradients", SIAM J. Sci. Comput. 22(4), with
+``beta_k = <z_{k+1}, r_{k+1} - r_k> / <z_k, r_k>``.
+
+The calling contract follows ``scipy.sparse.linalg.cg``. On GPUs the loop never waits for
+the device between convergence checks: step lengths stay device tensors, and the host looks
+at the residual only every ``check_every`` iterations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from pdekit.linalg._checks import (
+    as_tensor_like,
+    check_finite,
+    check_maxiter,
+    check_positive_int,
+    check_tolerance,
+)
+from pdekit.linalg._compile import cuda_compiled
+from pdekit.linalg.operator import LinearOperator, apply_into, aslinearoperator
+from pdekit.linalg.result import SolveResult, SolveStatus
+
+__all__ = ["batched_dot", "cg", "prepare_preconditioner", "prepare_system"]
+
+
+def batched_dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``<u_i, v_i>`` for each batch member of ``(batch, ...)`` tensors."""
+    if torch.compiler.is_compiling():
+        return (u * v).flatten(1).sum(1)
+    batch = u.shape[0]
+    return (u.reshape(batch, 1, -1) @ v.reshape(batch, -1, 1)).reshape(batch)
+
+
+def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+@cuda_compiled
+def _update_solution(x, r, p, q, rho, active):
+    """``x += alpha p``, ``r -= alpha q`` for the members whose step is valid."""
+    pq = batched_dot(p, q)
+    ok = active & (pq > 0) & (rho > 0)
+    alpha = torch.where(ok, rho / torch.where(ok, pq, torch.ones_like(pq)), torch.zeros_like(pq))
+    a = _per_member(alpha, x)
+    x.addcmul_(p, a)
+    r.addcmul_(q, a, value=-1)
+    return pq, ok
+
+
+@cuda_compiled
+def _update_direction(p, z, rho, rho_new, ok):
+    """``p = z + beta p`` with ``beta = rho_new / rho``."""
+    beta = torch.where(ok, rho_new / torch.where(rho > 0, rho, torch.ones_like(rho)),
+                       torch.zeros_like(rho))
+    p.mul_(_per_member(beta, p)).add_(z)
+
+
+def prepare_system(fn: str, A, b, x0):
+    """Validate ``A``, ``b``, ``x0`` and bring them to ``(batch, *vector_shape)`` form.
+
+    Returns ``(A, b, x0_or_None, batch_shape, flat)``.
+    """
+    A = aslinearoperator(A)
+    b = as_tensor_like(fn, "b", b, A.dtype, A.device)
+    bb, batch_shape, flat = A.split_batch(b, "b", fn)
+    check_finite(fn, "b", bb)
+    xx = None
+    if x0 is not None:
+        x0 = as_tensor_like(fn, "x0", x0, A.dtype, A.device)
+        if x0.shape != b.shape:
+            raise ValueError(
+                f"{fn}: `x0` has shape {tuple(x0.shape)} but `b` has shape {tuple(b.shape)}"
+            )
+        xx = x0.reshape(bb.shape)
+        check_finite(fn, "x0", xx)
+    return A, bb, xx, batch_shape, flat
+
+
+def prepare_preconditioner(fn: str, A: LinearOperator, M) -> LinearOperator | None:
+    """Validate a preconditioner ``M`` (an operator or callable approximating ``A^{-1}``)."""
+    if M is None:
+        return None
+    if callable(M) and not isinstance(M, LinearOperator):
+        M = aslinearoperator(M, shape=A.shape, dtype=A.dtype, device=A.device)
+    M = aslinearoperator(M)
+    if M.shape != A.shape:
+        raise ValueError(f"{fn}: `M` has shape {M.shape} but `A` has shape {A.shape}")
+    if M.dtype != A.dtype or M.device != A.device:
+        raise ValueError(
+            f"{fn}: `M` is {M.dtype} on {M.device} but `A` is {A.dtype} on {A.device}; "
+            "move one with `.to(device, dtype)`"
+        )
+    return M
+
+
+def cg(
+    A,
+    b: torch.Tensor,
+    x0: torch.Tensor | None = None,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M=None,
+    callback: Callable[[torch.Tensor], None] | None = None,
+    check_every: int | None = None,
+    flexible: bool = False,
+) -> SolveResult:
+    """Solve ``A x = b`` for symmetric positive definite ``A`` by conjugate gradients.
+
+    Parameters
+    ----------
+    A : LinearOperator or matrix-like
+        Symmetric positive (semi-)definite operator; anything :func:`aslinearoperator`
+        accepts. An operator tagged ``symmetric=False`` is refused.
+    b : torch.Tensor
+        Right-hand side(s): ``(n,)``, ``vector_shape`` (e.g. a grid), or either with leading
+        batch dimensions. A batch is solved together; each member stops on its own.
+    x0 : torch.Tensor, optional
+        Initial guess shaped like ``b`` (never modified). Default zero.
+    rtol, atol : float
+        Stop when ``||b - A x||_2 <= max(rtol * ||b||_2, atol)`` (per batch member).
+    maxiter : int, optional
+        Iteration limit, default ``10 * n`` (as SciPy).
+    M : LinearOperator or callable, optional
+        Preconditioner approximating ``A^{-1}`` (SPD; with ``flexible=True`` it may vary or
+        be nonlinear, e.g. a network).
+    callback : callable, optional
+        Called as ``callback(x)`` after each iteration (``x`` shaped like ``b``).
+
+    Other Parameters
+    ----------------
+    check_every : int, optional
+        Look at the residual on the host every this many iterations (each look is a
+        device-to-host sync). Default 1 on the CPU, 10 elsewhere.
+    flexible : bool
+        Polak-Ribiere ``beta`` (flexible CG) for variable or nonlinear preconditioners.
+
+    Returns
+    -------
+    SolveResult
+        ``x`` (shaped like ``b``), ``status``, ``iterations``, ``residual_norms``
+        (``(iterations + 1, *batch)``), ``wall_time``, ``converged``, ``member_iterations``.
+
+    Notes
+    -----
+    Rounding makes the recursively updated residual drift from the true one (notably in
+    float32). Whenever the recursion says a member has converged, the true residual
+    ``b - A x`` is computed; if it misses the tolerance, the member restarts from it. When
+    three such restarts in a row fail to halve the true residual, the member stops with
+    status ``STAGNATED`` (the tolerance is below the attainable accuracy).
+
+    Raises
+    ------
+    ValueError
+        Non-symmetric ``A``, mismatched shapes, NaN/Inf in ``b`` or ``x0``, negative tolerances.
+    TypeError
+        ``b`` or ``x0`` in another dtype than ``A``.
+    """
+    fn = "cg"
+    start = time.perf_counter()
+    A, b, x, batch_shape, flat = prepare_system(fn, A, b, x0)
+    if A.symmetric is False:
+        raise ValueError(
+            f"{fn}: `A` is tagged symmetric=False; CG needs a symmetric positive definite "
+            "operator (use a Krylov method for nonsymmetric systems, e.g. GMRES)"
+        )
+    rtol = check_tolerance(fn, "rtol", rtol)
+    atol = check_tolerance(fn, "atol", atol)
+    maxiter = check_maxiter(fn, maxiter, 10 * A.n)
+    M = prepare_preconditioner(fn, A, M)
+    if M is not None and M.symmetric is False and not flexible:
+        raise ValueError(
+            f"{fn}: `M` is tagged symmetric=False; pass `flexible=True` for a nonsymmetric or "
+            "varying preconditioner"
+        )
+    if check_every is None:
+        check_every = 1 if A.device.type == "cpu" else 10
+    check_every = check_positive_int(fn, "check_every", check_every)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{fn}: `callback` must be callable, got {type(callback).__name__}")
+
+    def apply_M(v: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        if M is None:
+            return v
+        shape = (-1, *M.vector_shape)
+        if out is None:
+            out = torch.empty_like(v)
+        return apply_into(M, v.reshape(shape), out.view(shape)).reshape(v.shape)
+
+    batch = b.shape[0]
+    b_norm = torch.linalg.vector_norm(b.reshape(batch, -1), dim=1)
+    tol = torch.clamp(rtol * b_norm, min=atol)
+    zero_rhs = b_norm == 0
+    if x is None:
+        x = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        x = x.clone()
+        x[zero_rhs] = 0  # as SciPy: b == 0 gives x == 0
+        r = b - A._matvec(x)
+    z = apply_M(r, None)
+    rho = batched_dot(r, z)
+    p = z.clone()
+    q = torch.empty_like(b)
+    r_old = torch.empty_like(b) if flexible else None
+    r_norm = torch.linalg.vector_norm(r.reshape(batch, -1), dim=1)
+    history = [r_norm]
+    active = (r_norm > tol) & ~zero_rhs
+    member_iterations = torch.zeros(batch, dtype=torch.long)
+    first_breakdown = torch.full((batch,), -1, dtype=torch.long, device=A.device)
+    breakdown_is_nan = torch.zeros(batch, dtype=torch.bool, device=A.device)
+    last_true_norm = torch.full((batch,), float("inf"), dtype=torch.float64)
+    stalls = torch.zeros(batch, dtype=torch.long)
+    stagnated = torch.zeros(batch, dtype=torch.bool)
+
+    iterations = 0
+    if bool(active.any()):
+        for k in range(1, maxiter + 1):
+            q = apply_into(A, p, q)
+            if flexible:
+                r_old.copy_(r)
+            pq, ok = _update_solution(x, r, p, q, rho, active)
+            # Members whose step was invalid although the residual is not zero have broken
+            # down (p.Ap <= 0: not positive definite; NaN: breakdown). Freeze them.
+            broke = active & ~ok & (rho != 0)
+            first_breakdown = torch.where(broke & (first_breakdown < 0), k, first_breakdown)
+            breakdown_is_nan = breakdown_is_nan | (broke & ~torch.isfinite(pq))
+            active = active & (ok | (rho == 0))  # rho == 0: exactly solved, not broken
+            z = apply_M(r, z)
+            rho_new = batched_dot(r, z)
+            if M is None:
+                r_norm = torch.sqrt(torch.clamp(rho_new, min=0))
+            else:
+                r_norm = torch.linalg.vector_norm(r.reshape(batch, -1), dim=1)
+            if flexible:
+                rho_new_pr = rho_new - batched_dot(z, r_old)
+                _update_direction(p, z, rho, rho_new_pr, active)
+            else:
+                _update_direction(p, z, rho, rho_new, active)
+            rho = rho_new
+            history.append(r_norm)
+            iterations = k
+            if callback is not None:
+                callback(A.merge_batch(x, batch_shape, flat))
+            if k % check_every == 0 or k == maxiter:
+                done = active & (r_norm <= tol)
+                if bool(done.any()):
+                    # Confirm with the true residual before stopping anyone.
+                    true_r = b - A._matvec(x)
+                    true_norm = torch.linalg.vector_norm(true_r.reshape(batch, -1), dim=1)
+                    fake = done & (true_norm > tol)
+                    if bool(fake.any()):
+                        fake_cpu, norm_cpu = fake.cpu(), true_norm.double().cpu()
+                        progress = norm_cpu <= 0.5 * last_true_norm
+                        stalls[fake_cpu] = torch.where(progress, 0, stalls + 1)[fake_cpu]
+                        last_true_norm[fake_cpu] = norm_cpu[fake_cpu]
+                        stuck = fake_cpu & (stalls >= 3)
+                        stagnated |= stuck
+                        restart = fake & ~stuck.to(fake.device)
+                        # restart the fake ones from their true residual
+                        r = torch.where(_per_member(restart, r), true_r, r)
+                        z = apply_M(r, z)
+                        rho = batched_dot(r, z)
+                        p = torch.where(_per_member(restart, p), z, p)
+                        r_norm = torch.where(fake, true_norm, r_norm)
+                        history[-1] = r_norm
+                        active = active & ~stuck.to(active.device)
+                        done = done & ~fake
+                    member_iterations[done.cpu()] = k
+                    active = active & ~done
+                if not bool(active.any()):
+                    break
+
+    first_breakdown = first_breakdown.cpu()
+    final_norm = history[-1]
+    converged = (final_norm <= tol) | zero_rhs
+    if A.device.type == "cuda":
+        torch.cuda.synchronize(A.device)
+    converged = converged.cpu()
+    member_iterations[~converged] = iterations
+    status, info = SolveStatus.CONVERGED, ""
+    if not bool(converged.all()):
+        broken = (first_breakdown >= 0) & ~converged
+        if bool((stagnated & ~converged).any()):
+            i = int(torch.nonzero(stagnated & ~converged)[0])
+            status = SolveStatus.STAGNATED
+            where = f"batch member {i}: " if batch_shape else ""
+            info = (f"{where}true residual {float(last_true_norm[i]):.3e} > tolerance "
+                    f"{float(tol[i]):.3e}")
+        elif bool(broken.any()):
+            i = int(torch.nonzero(broken)[0])
+            nan = bool(breakdown_is_nan.cpu()[i])
+            status = SolveStatus.BREAKDOWN if nan else SolveStatus.NOT_POSITIVE_DEFINITE
+            what = "NaN in p.Ap" if nan else "p.Ap <= 0"
+            where = f"batch member {i}: " if batch_shape else ""
+            info = f"{where}{what} at iteration {int(first_breakdown[i])}"
+            member_iterations[broken] = first_breakdown[broken]
+        else:
+            status = SolveStatus.MAXITER
+            info = f"maxiter={maxiter}, residual {float(final_norm.max()):.3e} > tolerance"
+    residual_norms = torch.stack(history).cpu()
+    return SolveResult(
+        x=A.merge_batch(x, batch_shape, flat),
+        status=status,
+        iterations=iterations,
+        residual_norms=residual_norms.reshape(len(history), *batch_shape),
+        wall_time=time.perf_counter() - start,
+        converged=converged.reshape(batch_shape),
+        member_iterations=member_iterations.reshape(batch_shape),
+        info=info,
+    )
