@@ -1,3 +1,9 @@
-"""pdekit: scientific machine learning on PDEs."""
+"""pdekit: scientific machine learning on PDEs.
 
-__version__ = "0.1.0"
+Classical reference solvers and shared sparse linear algebra (:mod:`pdekit.linalg`),
+learned solvers trained and evaluated against them.
+"""
+
+from pdekit._version import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,61 @@
+"""Layer 4: benchmarks users can run (``pdekit bench NAME``).
+
+Each benchmark runs ours and the peers on the same work in one process and returns a
+:class:`~pdekit.bench.record.BenchmarkReport` (written as JSON, with a plot and a table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pdekit.bench.record import BenchmarkReport
+
+__all__ = ["BENCHMARKS", "Benchmark", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A registered benchmark: how to run it, plot it and summarise it."""
+
+    name: str
+    description: str
+    run: Callable[..., BenchmarkReport]
+    plot: Callable[[BenchmarkReport, Path], Path]
+    table: Callable[[BenchmarkReport], str]
+
+
+def _linalg() -> Benchmark:
+    from pdekit.bench import linalg
+
+    return Benchmark("linalg", "SpMV and CG: ours vs SciPy, torch CSR and PyAMG",
+                     linalg.run, linalg.plot, linalg.summary_table)
+
+
+BENCHMARKS: dict[str, Callable[[], Benchmark]] = {"linalg": _linalg}
+
+
+def run_benchmark(
+    name: str,
+    *,
+    device: str = "cpu",
+    json_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    echo=print,
+    **options,
+) -> BenchmarkReport:
+    """Run benchmark ``name``; write its JSON and plot; print its table."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"bench: unknown benchmark {name!r}; available: {sorted(BENCHMARKS)}")
+    bench = BENCHMARKS[name]()
+    report = bench.run(torch.device(device), echo=echo, **options)
+    echo(bench.table(report))
+    if json_path is not None:
+        echo(f"wrote {report.write_json(json_path)}")
+        plot_path = plot_path or Path(json_path).with_suffix(".png")
+    if plot_path is not None:
+        echo(f"wrote {bench.plot(report, plot_path)}")
+    return report

@@ -1,0 +1,150 @@
+"""Benchmark records: timing, device description, JSON files, tables.
+
+A benchmark run writes ``{"benchmark", "device", "pdekit_version", "date", "records"}``;
+each record is a flat object with ``problem``, ``method`` and measured numbers under fixed
+names where they apply (``iterations``, ``seconds``, ``setup_seconds``,
+``relative_residual``, ``error``, ``marginal_error``, ``samples_per_second``,
+``gbytes_per_second``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pdekit._version import __version__
+
+__all__ = [
+    "BenchmarkReport",
+    "copy_bandwidth",
+    "describe_device",
+    "format_table",
+    "synchronize",
+    "time_call",
+]
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued work on ``device`` (no-op on the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A human-readable name of the device: GPU model, or CPU model and thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
+def time_call(
+    fn: Callable[[], object],
+    device: torch.device | str = "cpu",
+    *,
+    repeat: int = 5,
+    warmup: int = 1,
+    min_seconds: float = 0.0,
+) -> float:
+    """Median wall time of ``fn()`` in seconds, device work included.
+
+    Runs ``warmup`` untimed calls, then at least ``repeat`` timed ones (more until
+    ``min_seconds`` have passed), synchronising the device around each.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - started < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 10_000:
+            break
+    return statistics.median(times)
+
+
+def copy_bandwidth(device: torch.device | str, nbytes: int = 1 << 28) -> float:
+    """Measured device-memory bandwidth in GB/s of a large tensor copy (read + write)."""
+    device = torch.device(device)
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    seconds = time_call(lambda: dst.copy_(src), device, repeat=10, warmup=2)
+    return 2 * nbytes / seconds / 1e9
+
+
+@dataclass
+class BenchmarkReport:
+    """Collects the records of one benchmark run and writes them."""
+
+    benchmark: str
+    device: str
+    records: list[dict] = field(default_factory=list)
+    date: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+
+    def add(self, problem: str, method: str, **numbers) -> dict:
+        """Append a flat record and return it."""
+        record = {"problem": problem, "method": method, **numbers}
+        self.records.append(record)
+        return record
+
+    def to_dict(self) -> dict:
+        return {
+            "benchmark": self.benchmark,
+            "device": self.device,
+            "pdekit_version": __version__,
+            "date": self.date,
+            "torch_version": torch.__version__,
+            "records": self.records,
+        }
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        """Write the report atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A plain-text table of ``rows`` (dicts) over ``columns``; floats in 4 significant digits."""
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    body = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    out = [line, rule]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(out)

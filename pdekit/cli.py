@@ -1,0 +1,204 @@
+"""Layer 5: the ``pdekit`` command. Thin: parses arguments, then calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pdekit._version import __version__
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    return None if name is None else _DTYPES[name]
+
+
+def _load_system(args):
+    """The operator and right-hand side named by ``pdekit solve``'s arguments."""
+    import scipy.io
+    import scipy.sparse
+
+    from pdekit.linalg import StencilOperator, aslinearoperator
+
+    dtype = _dtype(args.dtype) or torch.float64
+    target = args.problem
+    generator = torch.Generator().manual_seed(args.seed)
+    if target in ("poisson2d", "poisson3d"):
+        dim = int(target[-2])
+        shape = (args.size,) * dim
+        solid = None
+        if args.solid_fraction > 0:
+            solid = torch.rand(shape, generator=generator) < args.solid_fraction
+        A = StencilOperator(shape, solid=solid, bc=args.bc, dtype=dtype, device=args.device)
+    else:
+        path = Path(target)
+        if not path.exists():
+            raise SystemExit(
+                f"pdekit solve: {target!r} is neither a problem (poisson2d, poisson3d) nor a file"
+            )
+        if path.suffix == ".npz":
+            matrix = scipy.sparse.load_npz(path)
+        elif path.suffix == ".mtx":
+            matrix = scipy.io.mmread(path)
+        else:
+            raise SystemExit(f"pdekit solve: matrix files must be .npz (scipy.sparse) or .mtx, got {path}")
+        A = aslinearoperator(scipy.sparse.csr_matrix(matrix), dtype=dtype, device=args.device)
+    if args.rhs:
+        b = torch.as_tensor(np.load(args.rhs), dtype=dtype).reshape(A.vector_shape).to(args.device)
+    else:
+        b = torch.rand(A.vector_shape, generator=generator, dtype=torch.float64).to(args.device, dtype)
+        if getattr(A, "solid", None) is not None:
+            b = b * (~A.solid)
+    return A, b
+
+
+def _cmd_solve(args) -> int:
+    from pdekit.linalg import cg, ichol0, jacobi, sor, ssor
+
+    A, b = _load_system(args)
+    preconditioners = {"none": None, "jacobi": jacobi, "ssor": lambda A: ssor(A, args.omega),
+                       "ichol0": ichol0}
+    if args.method == "cg":
+        make = preconditioners[args.precond]
+        M = None if make is None else make(A)
+        res = cg(A, b, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter, M=M)
+    else:
+        res = sor(A, b, args.omega, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter)
+    b_norm = float(torch.linalg.vector_norm(b.double()))
+    true = float(torch.linalg.vector_norm((b - A @ res.x).double())) / max(b_norm, 1e-300)
+    summary = {
+        "problem": args.problem, "n": A.n, "method": args.method,
+        "preconditioner": args.precond if args.method == "cg" else None,
+        "status": res.status.name, "iterations": res.iterations, "seconds": res.wall_time,
+        "relative_residual": true, "device": str(A.device), "dtype": str(A.dtype),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.method}{'+' + args.precond if args.method == 'cg' and args.precond != 'none' else ''}"
+              f" on {args.problem} (n = {A.n}, {A.device}, {A.dtype}): {res.status.name} in "
+              f"{res.iterations} iterations, {res.wall_time:.3f} s, relative residual {true:.2e}")
+        if not res.status.ok:
+            print(f"  {res.message}")
+    if args.out:
+        np.save(args.out, res.x.cpu().numpy())
+        if not args.json:
+            print(f"  solution written to {args.out}")
+    return 0 if res.status.ok else 1
+
+
+def _cmd_bench(args) -> int:
+    from pdekit.bench import run_benchmark
+
+    options = {"quick": args.quick}
+    if args.dtype:
+        options["dtype"] = _dtype(args.dtype)
+    if args.problems:
+        options["problems"] = args.problems.split(",")
+    json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
+    run_benchmark(args.name, device=args.device, json_path=json_path, plot_path=args.plot,
+                  **options)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from pdekit.bench.linalg import compare_cg
+    from pdekit.bench.record import format_table
+
+    problem = "poisson2d-128" if args.quick else "poisson2d-512"
+    print(f"pdekit {__version__} demo: a {problem} Poisson solve (rtol 1e-6), our CG against "
+          "SciPy's and PyAMG's")
+    rows = compare_cg(problem, args.device, _dtype(args.dtype) or (
+        torch.float64 if args.device == "cpu" else torch.float32))
+    ours = rows[0]["seconds"]
+    for r in rows:
+        r["total_seconds"] = r["seconds"] + r["setup_seconds"]
+        r["time_vs_pdekit"] = r["total_seconds"] / ours
+    print(format_table(rows, ["method", "device", "iterations", "setup_seconds", "seconds",
+                              "total_seconds", "relative_residual", "time_vs_pdekit"]))
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import scipy
+
+    print(f"pdekit {__version__}")
+    print(f"torch {torch.__version__}, scipy {scipy.__version__}, numpy {np.__version__}")
+    cuda = torch.cuda.is_available()
+    print(f"CUDA: {'yes, ' + torch.cuda.get_device_name(0) if cuda else 'no'}")
+    print(f"CPU threads: {torch.get_num_threads()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pdekit`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="pdekit",
+        description="pdekit: classical PDE solvers, shared sparse linear algebra, learned solvers.",
+    )
+    parser.add_argument("--version", action="version", version=f"pdekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    solve = sub.add_parser(
+        "solve", help="solve a linear system (a Poisson problem or a matrix file)",
+        description="Solve A x = b with pdekit's CG or SOR. PROBLEM is poisson2d, poisson3d, "
+                    "or a .npz (scipy.sparse.save_npz) / .mtx (Matrix Market) file.",
+    )
+    solve.add_argument("problem", metavar="PROBLEM")
+    solve.add_argument("--size", type=int, default=256, help="grid points per axis (default 256)")
+    solve.add_argument("--bc", default="dirichlet", choices=["dirichlet", "neumann"])
+    solve.add_argument("--solid-fraction", type=float, default=0.0,
+                       help="fraction of random solid cells (default 0)")
+    solve.add_argument("--rhs", help=".npy file with b (default: uniform random, seeded)")
+    solve.add_argument("--method", default="cg", choices=["cg", "sor"])
+    solve.add_argument("--precond", default="none", choices=["none", "jacobi", "ssor", "ichol0"])
+    solve.add_argument("--omega", type=float, default=1.0, help="SOR/SSOR relaxation factor")
+    solve.add_argument("--rtol", type=float, default=1e-6)
+    solve.add_argument("--atol", type=float, default=0.0)
+    solve.add_argument("--maxiter", type=int, default=None)
+    solve.add_argument("--device", default="cpu")
+    solve.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
+    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--out", help="write the solution to this .npy file")
+    solve.add_argument("--json", action="store_true", help="print one JSON line")
+    solve.set_defaults(handler=_cmd_solve)
+
+    bench = sub.add_parser("bench", help="run a benchmark (ours vs peers) and write JSON + plot")
+    bench.add_argument("name", help="benchmark name, e.g. linalg")
+    bench.add_argument("--json", help="output JSON path (default runs/bench/NAME.json)")
+    bench.add_argument("--plot", help="output PNG path (default next to the JSON)")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
+    bench.add_argument("--problems", help="comma-separated problem names, e.g. poisson3d-64")
+    bench.add_argument("--quick", action="store_true", help="tiny problems (a smoke run)")
+    bench.set_defaults(handler=_cmd_bench)
+
+    demo = sub.add_parser("demo", help="the main job: see pdekit work end to end")
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
+    demo.add_argument("--quick", action="store_true", help="a smaller problem")
+    demo.set_defaults(handler=_cmd_demo)
+
+    info = sub.add_parser("info", help="versions and devices")
+    info.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pdekit`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
