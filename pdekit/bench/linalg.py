@@ -41,6 +41,8 @@ DEFAULT_PROBLEMS = {
     "cuda": ["poisson2d-512", "poisson3d-64", "poisson3d-128", "poisson3d-256"],
 }
 QUICK_PROBLEMS = ["poisson2d-64", "poisson3d-16"]
+# SciPy and PyAMG run on the CPU; above this size they take minutes, so they are skipped.
+PEER_MAX_UNKNOWNS = 2_200_000
 
 CG_FUSED_BYTES_PER_UNKNOWN = 40  # fp32; scaled by itemsize / 4 for other dtypes
 
@@ -288,7 +290,8 @@ def run(
         S = A.to_scipy()
         _spmv_records(report, problem, A, S, device, dtype, 3 if quick else repeat)
         echo(f"[{problem}] CG ...")
-        compare_cg(problem, device, dtype, rtol=rtol, report=report, peers=peers,
+        compare_cg(problem, device, dtype, rtol=rtol, report=report,
+                   peers=peers and A.n <= PEER_MAX_UNKNOWNS,
                    bandwidth=bandwidth if device.type != "cpu" else None)
     _add_ratios(report.records)
     return report

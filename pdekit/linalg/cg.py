@@ -44,15 +44,26 @@ def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 @cuda_compiled
-def _update_solution(x, r, p, q, rho, active):
-    """``x += alpha p``, ``r -= alpha q`` for the members whose step is valid."""
+def _update_solution(x, r, p, q, rho, active, first_breakdown, breakdown_is_nan, step):
+    """One CG step for the members whose step is valid: ``x += alpha p``, ``r -= alpha q``.
+
+    Also the bookkeeping, on the device (no host sync): a member whose ``p.Ap`` is not
+    positive although its residual is nonzero has broken down (``p.Ap <= 0``: not positive
+    definite; NaN: breakdown) and is frozen, its first such iteration recorded. A member
+    with ``rho == 0`` is solved exactly and is not a breakdown. Returns the updated
+    ``(active, first_breakdown, breakdown_is_nan, <r, r>)``.
+    """
     pq = batched_dot(p, q)
     ok = active & (pq > 0) & (rho > 0)
     alpha = torch.where(ok, rho / torch.where(ok, pq, torch.ones_like(pq)), torch.zeros_like(pq))
     a = _per_member(alpha, x)
     x.addcmul_(p, a)
     r.addcmul_(q, a, value=-1)
-    return pq, ok
+    broke = active & ~ok & (rho != 0)
+    first_breakdown = torch.where(broke & (first_breakdown < 0), step, first_breakdown)
+    breakdown_is_nan = breakdown_is_nan | (broke & ~torch.isfinite(pq))
+    active = active & (ok | (rho == 0))
+    return active, first_breakdown, breakdown_is_nan, batched_dot(r, r)
 
 
 @cuda_compiled
@@ -218,6 +229,7 @@ def cg(
     member_iterations = torch.zeros(batch, dtype=torch.long)
     first_breakdown = torch.full((batch,), -1, dtype=torch.long, device=A.device)
     breakdown_is_nan = torch.zeros(batch, dtype=torch.bool, device=A.device)
+    step = torch.zeros((), dtype=torch.long, device=A.device)
     last_true_norm = torch.full((batch,), float("inf"), dtype=torch.float64)
     stalls = torch.zeros(batch, dtype=torch.long)
     stagnated = torch.zeros(batch, dtype=torch.bool)
@@ -228,19 +240,13 @@ def cg(
             q = apply_into(A, p, q)
             if flexible:
                 r_old.copy_(r)
-            pq, ok = _update_solution(x, r, p, q, rho, active)
-            # Members whose step was invalid although the residual is not zero have broken
-            # down (p.Ap <= 0: not positive definite; NaN: breakdown). Freeze them.
-            broke = active & ~ok & (rho != 0)
-            first_breakdown = torch.where(broke & (first_breakdown < 0), k, first_breakdown)
-            breakdown_is_nan = breakdown_is_nan | (broke & ~torch.isfinite(pq))
-            active = active & (ok | (rho == 0))  # rho == 0: exactly solved, not broken
+            step.add_(1)
+            active, first_breakdown, breakdown_is_nan, rr = _update_solution(
+                x, r, p, q, rho, active, first_breakdown, breakdown_is_nan, step
+            )
             z = apply_M(r, z)
-            rho_new = batched_dot(r, z)
-            if M is None:
-                r_norm = torch.sqrt(torch.clamp(rho_new, min=0))
-            else:
-                r_norm = torch.linalg.vector_norm(r.reshape(batch, -1), dim=1)
+            rho_new = rr if M is None else batched_dot(r, z)
+            r_norm = torch.sqrt(rr)
             if flexible:
                 rho_new_pr = rho_new - batched_dot(z, r_old)
                 _update_direction(p, z, rho, rho_new_pr, active)
