@@ -97,6 +97,8 @@ def _cmd_bench(args) -> int:
     from pdekit.bench import run_benchmark
 
     options = {"quick": args.quick}
+    if args.rtol is not None:
+        options["rtol"] = args.rtol
     if args.dtype:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
     bench.add_argument("--problems", help="comma-separated problem names, e.g. poisson3d-64")
+    bench.add_argument("--rtol", type=float, default=None, help="solver tolerance (default 1e-6)")
     bench.add_argument("--quick", action="store_true", help="tiny problems (a smoke run)")
     bench.set_defaults(handler=_cmd_bench)
 

@@ -31,7 +31,7 @@ from pdekit.bench.record import (
     synchronize,
     time_call,
 )
-from pdekit.linalg import CSROperator, StencilOperator, cg, ichol0, sor
+from pdekit.linalg import CSROperator, StencilOperator, cg, ichol0
 from pdekit.linalg.operator import apply_into, numpy_dtype
 
 __all__ = ["DEFAULT_PROBLEMS", "compare_cg", "make_poisson", "run"]
@@ -76,11 +76,14 @@ def _spmv_records(report, problem, A, S, device, dtype, repeat):
     x = _rhs(A).reshape(1, *A.grid_shape)
     out = torch.empty_like(x)
     rows = []
-    seconds = time_call(lambda: apply_into(A, x, out), device, repeat=repeat, min_seconds=0.2)
+    graph = device.type == "cuda"  # device time of the kernels (see time_call)
+    seconds = time_call(lambda: apply_into(A, x, out), device, repeat=repeat, min_seconds=0.2,
+                        graph=graph)
     rows.append(report.add(problem, "pdekit-stencil", kind="spmv", device=str(device), n=n,
                            seconds=seconds, gbytes_per_second=2 * n * itemsize / seconds / 1e9))
     C = CSROperator.from_scipy(S, dtype=dtype, device=device)
-    seconds = time_call(lambda: apply_into(C, x, out), device, repeat=repeat, min_seconds=0.2)
+    seconds = time_call(lambda: apply_into(C, x, out), device, repeat=repeat, min_seconds=0.2,
+                        graph=graph)
     rows.append(report.add(problem, "pdekit-csr-int32", kind="spmv", device=str(device), n=n,
                            seconds=seconds,
                            gbytes_per_second=_csr_bytes(n, S.nnz, itemsize, 4) / seconds / 1e9))
@@ -90,7 +93,7 @@ def _spmv_records(report, problem, A, S, device, dtype, repeat):
             torch.as_tensor(S.data, dtype=dtype), size=S.shape,
         ).to(device)
     xv = x.reshape(-1)
-    seconds = time_call(lambda: T @ xv, device, repeat=repeat, min_seconds=0.2)
+    seconds = time_call(lambda: T @ xv, device, repeat=repeat, min_seconds=0.2, graph=graph)
     rows.append(report.add(problem, "torch-csr-int64", kind="spmv", device=str(device), n=n,
                            seconds=seconds,
                            gbytes_per_second=_csr_bytes(n, S.nnz, itemsize, 8) / seconds / 1e9))
@@ -99,11 +102,11 @@ def _spmv_records(report, problem, A, S, device, dtype, repeat):
     seconds = time_call(lambda: Sd @ xn, "cpu", repeat=repeat, min_seconds=0.2)
     rows.append(report.add(problem, "scipy-csr", kind="spmv", device="cpu", n=n, seconds=seconds,
                            gbytes_per_second=_csr_bytes(n, S.nnz, itemsize, 4) / seconds / 1e9))
-    sweeps = 5
-    b = _rhs(A)
-    seconds = time_call(lambda: sor(A, b, 1.0, rtol=0.0, maxiter=sweeps, check_every=sweeps),
-                        device, repeat=max(2, repeat // 2)) / sweeps
-    # a red-black sweep streams x, b and the residual twice: about 6 arrays
+    b = _rhs(A).reshape(1, *A.grid_shape)
+    xs = torch.zeros_like(b)
+    seconds = time_call(lambda: A.relax_red_black(xs, b, 1.0), device, repeat=repeat,
+                        min_seconds=0.2, graph=graph)
+    # fused: each half-sweep reads x and b and writes x
     rows.append(report.add(problem, "pdekit-rbsor-sweep", kind="sor-sweep", device=str(device),
                            n=n, seconds=seconds,
                            gbytes_per_second=6 * n * itemsize / seconds / 1e9))
@@ -141,6 +144,7 @@ def compare_cg(
         extra["fraction_of_fused_floor"] = floor / (res.wall_time / res.iterations)
     rows.append(report.add(
         problem, "pdekit-cg-stencil", kind="cg", device=str(device), n=A.n, dtype=str(dtype),
+        rtol=rtol,
         iterations=res.iterations, seconds=res.wall_time, setup_seconds=0.0,
         seconds_per_iteration=res.wall_time / res.iterations,
         relative_residual=_true_relative_residual(S, res.x.cpu().numpy(), b_np),
@@ -153,6 +157,7 @@ def compare_cg(
         res = cg(A, b, rtol=rtol, M=M)
         rows.append(report.add(
             problem, "pdekit-pcg-ichol0", kind="cg", device=str(device), n=A.n, dtype=str(dtype),
+            rtol=rtol,
             iterations=res.iterations, seconds=res.wall_time, setup_seconds=setup,
             seconds_per_iteration=res.wall_time / res.iterations,
             relative_residual=_true_relative_residual(S, res.x.cpu().numpy(), b_np),
@@ -171,7 +176,7 @@ def compare_cg(
     x, info = spla.cg(S_np, b_np, rtol=rtol, maxiter=10 * A.n, callback=callback)
     seconds = time.perf_counter() - t0
     rows.append(report.add(
-        problem, "scipy-cg", kind="cg", device="cpu", n=A.n, dtype=str(S_np.dtype),
+        problem, "scipy-cg", kind="cg", device="cpu", n=A.n, dtype=str(S_np.dtype), rtol=rtol,
         iterations=count[0], seconds=seconds, setup_seconds=0.0,
         seconds_per_iteration=seconds / max(count[0], 1),
         relative_residual=_true_relative_residual(S, x, b_np),
@@ -189,7 +194,7 @@ def compare_cg(
     x = ml.solve(b_np.astype(np.float64), tol=rtol, accel="cg", residuals=residuals, maxiter=500)
     seconds = time.perf_counter() - t0
     rows.append(report.add(
-        problem, "pyamg-sa-pcg", kind="cg", device="cpu", n=A.n, dtype="float64",
+        problem, "pyamg-sa-pcg", kind="cg", device="cpu", n=A.n, dtype="float64", rtol=rtol,
         iterations=len(residuals) - 1, seconds=seconds, setup_seconds=setup,
         seconds_per_iteration=seconds / max(len(residuals) - 1, 1),
         relative_residual=_true_relative_residual(S, x, b_np),
@@ -276,7 +281,8 @@ def run(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("bench linalg: `device` is cuda but no CUDA device is available")
     dtype = dtype or (torch.float64 if device.type == "cpu" else torch.float32)
-    problems = problems or (QUICK_PROBLEMS if quick else DEFAULT_PROBLEMS.get(device.type, DEFAULT_PROBLEMS["cpu"]))
+    if problems is None:
+        problems = QUICK_PROBLEMS if quick else DEFAULT_PROBLEMS.get(device.type, DEFAULT_PROBLEMS["cpu"])
     for problem in problems:
         make_poisson(problem)  # validate names before any work
     report = BenchmarkReport("linalg", describe_device(device))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -33,23 +34,43 @@ def compile_enabled(device: torch.device) -> bool:
     return device.type == "cuda" and _triton_available()
 
 
+def graphs_enabled() -> bool:
+    """Whether solvers may capture CUDA graphs (``PDEKIT_CUDA_GRAPHS=0`` disables them)."""
+    return os.environ.get("PDEKIT_CUDA_GRAPHS", "1").lower() not in ("0", "false", "no", "off")
+
+
 def cuda_compiled(fn: Callable) -> Callable:
     """Wrap ``fn`` so that calls on CUDA tensors run a compiled version.
 
-    The first tensor argument decides the device. Compilation is static-shape (one
-    specialisation per shape and dtype, cached by torch); CPU calls run ``fn`` eagerly.
+    The first tensor argument decides the device. The first shape seen is compiled
+    statically; later shapes share one dynamic-shape graph (Dynamo's automatic dynamic
+    shapes). If compilation fails, the wrapper warns once and runs ``fn`` eagerly from then
+    on. CPU calls always run ``fn`` eagerly.
     """
     compiled: Callable | None = None
+    failed = False
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        nonlocal compiled
+        nonlocal compiled, failed
         first = next(a for a in args if isinstance(a, torch.Tensor))
-        if not compile_enabled(first.device):
+        if failed or not compile_enabled(first.device):
             return fn(*args, **kwargs)
         if compiled is None:
-            compiled = torch.compile(fn, dynamic=False, fullgraph=True)
-        return compiled(*args, **kwargs)
+            compiled = torch.compile(fn, fullgraph=True)
+        try:
+            return compiled(*args, **kwargs)
+        except Exception as err:  # compilation problems must never break a solve
+            if torch.cuda.is_current_stream_capturing():
+                raise
+            failed = True
+            warnings.warn(
+                f"pdekit: torch.compile of {fn.__name__} failed ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}); running it eagerly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return fn(*args, **kwargs)
 
     wrapper.eager = fn  # type: ignore[attr-defined]
     return wrapper

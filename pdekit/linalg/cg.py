@@ -24,7 +24,7 @@ from pdekit.linalg._checks import (
     check_positive_int,
     check_tolerance,
 )
-from pdekit.linalg._compile import cuda_compiled
+from pdekit.linalg._compile import cuda_compiled, graphs_enabled
 from pdekit.linalg.operator import LinearOperator, apply_into, aslinearoperator
 from pdekit.linalg.result import SolveResult, SolveStatus
 
@@ -44,34 +44,132 @@ def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 @cuda_compiled
-def _update_solution(x, r, p, q, rho, active, first_breakdown, breakdown_is_nan, step):
-    """One CG step for the members whose step is valid: ``x += alpha p``, ``r -= alpha q``.
+def _update_solution(x, r, p, q, rho, active, first_breakdown, breakdown_is_nan, step, rr):
+    """One CG step, in place, for the members whose step is valid: ``x += alpha p``,
+    ``r -= alpha q``; ``rr`` receives ``<r, r>``. Tensors are flat ``(batch, n)``.
 
-    Also the bookkeeping, on the device (no host sync): a member whose ``p.Ap`` is not
-    positive although its residual is nonzero has broken down (``p.Ap <= 0``: not positive
-    definite; NaN: breakdown) and is frozen, its first such iteration recorded. A member
-    with ``rho == 0`` is solved exactly and is not a breakdown. Returns the updated
-    ``(active, first_breakdown, breakdown_is_nan, <r, r>)``.
+    The bookkeeping stays on the device (no host sync): a member whose ``p.Ap`` is not
+    positive although ``rho`` is nonzero has broken down (``p.Ap <= 0``: not positive
+    definite; NaN: breakdown) and is frozen (``active`` cleared), its first such iteration
+    recorded. ``rho == 0`` means solved exactly, not a breakdown.
     """
     pq = batched_dot(p, q)
     ok = active & (pq > 0) & (rho > 0)
     alpha = torch.where(ok, rho / torch.where(ok, pq, torch.ones_like(pq)), torch.zeros_like(pq))
-    a = _per_member(alpha, x)
+    a = alpha.unsqueeze(1)
     x.addcmul_(p, a)
     r.addcmul_(q, a, value=-1)
     broke = active & ~ok & (rho != 0)
-    first_breakdown = torch.where(broke & (first_breakdown < 0), step, first_breakdown)
-    breakdown_is_nan = breakdown_is_nan | (broke & ~torch.isfinite(pq))
-    active = active & (ok | (rho == 0))
-    return active, first_breakdown, breakdown_is_nan, batched_dot(r, r)
+    first_breakdown.copy_(torch.where(broke & (first_breakdown < 0), step, first_breakdown))
+    breakdown_is_nan.copy_(breakdown_is_nan | (broke & ~torch.isfinite(pq)))
+    active.copy_(active & (ok | (rho == 0)))
+    rr.copy_(batched_dot(r, r))
 
 
 @cuda_compiled
-def _update_direction(p, z, rho, rho_new, ok):
-    """``p = z + beta p`` with ``beta = rho_new / rho``."""
-    beta = torch.where(ok, rho_new / torch.where(rho > 0, rho, torch.ones_like(rho)),
+def _update_direction(p, z, rho, rho_new, active):
+    """In place: ``p = z + beta p`` with ``beta = rho_new / rho``, then ``rho = rho_new``."""
+    beta = torch.where(active, rho_new / torch.where(rho > 0, rho, torch.ones_like(rho)),
                        torch.zeros_like(rho))
-    p.mul_(_per_member(beta, p)).add_(z)
+    p.mul_(beta.unsqueeze(1)).add_(z)
+    rho.copy_(rho_new)
+
+
+class _State:
+    """CG state in fixed buffers (flat views ``(batch, n)`` for the vector updates), so a
+    block of iterations can be captured in a CUDA graph and replayed."""
+
+    def __init__(self, A, M, b, x, flexible, block):
+        batch = b.shape[0]
+        self.A, self.M, self.flexible = A, M, flexible
+        self.b, self.x = b, x
+        self.r = b - A._matvec(x) if bool(x.any()) else b.clone()
+        self.q = torch.empty_like(b)
+        self.z = None if M is None else torch.empty_like(b)
+        self.r_old = torch.empty_like(b) if flexible else None
+        z = self.apply_M()
+        self.rho = batched_dot(self.r, z)
+        self.p = z.clone()
+        self.rr = torch.empty_like(self.rho)
+        self.rho_pr = torch.empty_like(self.rho)
+        device = b.device
+        self.first_breakdown = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.breakdown_is_nan = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.step = torch.zeros((), dtype=torch.long, device=device)
+        self.active = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.history = torch.empty(block, batch, dtype=self.rho.dtype, device=device)
+
+    def flat(self, t):
+        return t.view(t.shape[0], -1)
+
+    def apply_M(self) -> torch.Tensor:
+        if self.M is None:
+            return self.r
+        shape = (-1, *self.M.vector_shape)
+        out = apply_into(self.M, self.r.view(shape), self.z.view(shape))
+        return out.view(self.r.shape)
+
+    def run(self, iterations: int, callback=None) -> None:
+        """Run ``iterations`` CG iterations; ``history[j]`` gets ``||r||`` after each."""
+        f = self.flat
+        for j in range(iterations):
+            q = apply_into(self.A, self.p, self.q)
+            if self.flexible:
+                self.r_old.copy_(self.r)
+            self.step.add_(1)
+            _update_solution(f(self.x), f(self.r), f(self.p), f(q), self.rho, self.active,
+                             self.first_breakdown, self.breakdown_is_nan, self.step, self.rr)
+            z = self.apply_M()
+            if self.M is None:
+                rho_new = self.rr
+            else:
+                rho_new = batched_dot(self.r, z)
+            if self.flexible:
+                torch.sub(rho_new, batched_dot(z, self.r_old), out=self.rho_pr)
+                _update_direction(f(self.p), f(z), self.rho, self.rho_pr, self.active)
+                self.rho.copy_(rho_new)
+            else:
+                _update_direction(f(self.p), f(z), self.rho, rho_new, self.active)
+            torch.sqrt(self.rr, out=self.history[j])
+            if callback is not None:
+                callback(self.x)
+
+
+class _BlockRunner:
+    """Runs blocks of ``size`` iterations; on CUDA, replays a captured graph of one block.
+
+    The first block runs eagerly (it also compiles the kernels); the second is captured
+    once and replayed from then on. An operator or preconditioner that cannot be captured
+    (for example one that syncs with the host) silently keeps the eager path.
+    """
+
+    def __init__(self, state: _State, size: int, use_graph: bool) -> None:
+        self.state, self.size = state, size
+        self.use_graph = use_graph
+        self.graph = None
+        self.blocks_run = 0
+
+    def run(self, iterations: int, callback=None) -> None:
+        st = self.state
+        if callback is None and self.use_graph and iterations == self.size and self.blocks_run >= 1:
+            if self.graph is None:
+                self.graph = self._capture()
+            if self.graph is not None:
+                self.graph.replay()
+                self.blocks_run += 1
+                return
+        st.run(iterations, callback)
+        self.blocks_run += 1
+
+    def _capture(self):
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.state.run(self.size)
+        except Exception:  # not capturable: stay eager
+            self.use_graph = False
+            return None
+        return graph
 
 
 def prepare_system(fn: str, A, b, x0):
@@ -199,95 +297,66 @@ def cg(
     if callback is not None and not callable(callback):
         raise TypeError(f"{fn}: `callback` must be callable, got {type(callback).__name__}")
 
-    def apply_M(v: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-        if M is None:
-            return v
-        shape = (-1, *M.vector_shape)
-        if out is None:
-            out = torch.empty_like(v)
-        return apply_into(M, v.reshape(shape), out.view(shape)).reshape(v.shape)
-
     batch = b.shape[0]
     b_norm = torch.linalg.vector_norm(b.reshape(batch, -1), dim=1)
     tol = torch.clamp(rtol * b_norm, min=atol)
     zero_rhs = b_norm == 0
     if x is None:
         x = torch.zeros_like(b)
-        r = b.clone()
     else:
         x = x.clone()
         x[zero_rhs] = 0  # as SciPy: b == 0 gives x == 0
-        r = b - A._matvec(x)
-    z = apply_M(r, None)
-    rho = batched_dot(r, z)
-    p = z.clone()
-    q = torch.empty_like(b)
-    r_old = torch.empty_like(b) if flexible else None
-    r_norm = torch.linalg.vector_norm(r.reshape(batch, -1), dim=1)
-    history = [r_norm]
-    active = (r_norm > tol) & ~zero_rhs
+    st = _State(A, M, b, x, flexible, check_every)
+    r_norm = torch.linalg.vector_norm(st.r.reshape(batch, -1), dim=1)
+    history = [r_norm.unsqueeze(0)]
+    st.active.copy_((r_norm > tol) & ~zero_rhs)
+    use_graph = A.device.type == "cuda" and graphs_enabled()
+    runner = _BlockRunner(st, check_every, use_graph)
     member_iterations = torch.zeros(batch, dtype=torch.long)
-    first_breakdown = torch.full((batch,), -1, dtype=torch.long, device=A.device)
-    breakdown_is_nan = torch.zeros(batch, dtype=torch.bool, device=A.device)
-    step = torch.zeros((), dtype=torch.long, device=A.device)
     last_true_norm = torch.full((batch,), float("inf"), dtype=torch.float64)
     stalls = torch.zeros(batch, dtype=torch.long)
     stagnated = torch.zeros(batch, dtype=torch.bool)
 
     iterations = 0
-    if bool(active.any()):
-        for k in range(1, maxiter + 1):
-            q = apply_into(A, p, q)
-            if flexible:
-                r_old.copy_(r)
-            step.add_(1)
-            active, first_breakdown, breakdown_is_nan, rr = _update_solution(
-                x, r, p, q, rho, active, first_breakdown, breakdown_is_nan, step
-            )
-            z = apply_M(r, z)
-            rho_new = rr if M is None else batched_dot(r, z)
-            r_norm = torch.sqrt(rr)
-            if flexible:
-                rho_new_pr = rho_new - batched_dot(z, r_old)
-                _update_direction(p, z, rho, rho_new_pr, active)
-            else:
-                _update_direction(p, z, rho, rho_new, active)
-            rho = rho_new
-            history.append(r_norm)
-            iterations = k
-            if callback is not None:
-                callback(A.merge_batch(x, batch_shape, flat))
-            if k % check_every == 0 or k == maxiter:
-                done = active & (r_norm <= tol)
-                if bool(done.any()):
-                    # Confirm with the true residual before stopping anyone.
-                    true_r = b - A._matvec(x)
-                    true_norm = torch.linalg.vector_norm(true_r.reshape(batch, -1), dim=1)
-                    fake = done & (true_norm > tol)
-                    if bool(fake.any()):
-                        fake_cpu, norm_cpu = fake.cpu(), true_norm.double().cpu()
-                        progress = norm_cpu <= 0.5 * last_true_norm
-                        stalls[fake_cpu] = torch.where(progress, 0, stalls + 1)[fake_cpu]
-                        last_true_norm[fake_cpu] = norm_cpu[fake_cpu]
-                        stuck = fake_cpu & (stalls >= 3)
-                        stagnated |= stuck
-                        restart = fake & ~stuck.to(fake.device)
-                        # restart the fake ones from their true residual
-                        r = torch.where(_per_member(restart, r), true_r, r)
-                        z = apply_M(r, z)
-                        rho = batched_dot(r, z)
-                        p = torch.where(_per_member(restart, p), z, p)
-                        r_norm = torch.where(fake, true_norm, r_norm)
-                        history[-1] = r_norm
-                        active = active & ~stuck.to(active.device)
-                        done = done & ~fake
-                    member_iterations[done.cpu()] = k
-                    active = active & ~done
-                if not bool(active.any()):
-                    break
+    active_any = bool(st.active.any())
+    while active_any and iterations < maxiter:
+        block = min(check_every, maxiter - iterations)
+        runner.run(block, None if callback is None else (
+            lambda x: callback(A.merge_batch(x, batch_shape, flat))))
+        iterations += block
+        history.append(st.history[:block].clone())
+        r_norm = st.history[block - 1]
+        done = st.active & (r_norm <= tol)
+        if bool(done.any()):
+            # Confirm with the true residual before stopping anyone.
+            true_r = b - A._matvec(st.x)
+            true_norm = torch.linalg.vector_norm(true_r.reshape(batch, -1), dim=1)
+            fake = done & (true_norm > tol)
+            if bool(fake.any()):
+                fake_cpu, norm_cpu = fake.cpu(), true_norm.double().cpu()
+                progress = norm_cpu <= 0.5 * last_true_norm
+                stalls[fake_cpu] = torch.where(progress, 0, stalls + 1)[fake_cpu]
+                last_true_norm[fake_cpu] = norm_cpu[fake_cpu]
+                stuck = fake_cpu & (stalls >= 3)
+                stagnated |= stuck
+                restart = _per_member(fake & ~stuck.to(fake.device), st.r)
+                # restart the fake ones from their true residual
+                st.r.copy_(torch.where(restart, true_r, st.r))
+                z = st.apply_M()
+                st.rho.copy_(batched_dot(st.r, z))
+                st.p.copy_(torch.where(restart, z, st.p))
+                history[-1][-1] = torch.where(fake, true_norm.to(r_norm.dtype), r_norm)
+                st.active.copy_(st.active & ~stuck.to(st.active.device))
+                done = done & ~fake
+            member_iterations[done.cpu()] = iterations
+            st.active.copy_(st.active & ~done)
+        active_any = bool(st.active.any())
 
+    x = st.x
+    first_breakdown = st.first_breakdown
+    breakdown_is_nan = st.breakdown_is_nan
     first_breakdown = first_breakdown.cpu()
-    final_norm = history[-1]
+    final_norm = history[-1][-1]
     converged = (final_norm <= tol) | zero_rhs
     if A.device.type == "cuda":
         torch.cuda.synchronize(A.device)
@@ -313,12 +382,12 @@ def cg(
         else:
             status = SolveStatus.MAXITER
             info = f"maxiter={maxiter}, residual {float(final_norm.max()):.3e} > tolerance"
-    residual_norms = torch.stack(history).cpu()
+    residual_norms = torch.cat(history).cpu()
     return SolveResult(
         x=A.merge_batch(x, batch_shape, flat),
         status=status,
         iterations=iterations,
-        residual_norms=residual_norms.reshape(len(history), *batch_shape),
+        residual_norms=residual_norms.reshape(residual_norms.shape[0], *batch_shape),
         wall_time=time.perf_counter() - start,
         converged=converged.reshape(batch_shape),
         member_iterations=member_iterations.reshape(batch_shape),

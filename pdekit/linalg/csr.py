@@ -42,6 +42,7 @@ def _csr_tensor(indptr, indices, data, shape, device, dtype) -> torch.Tensor:
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
         return torch.sparse_csr_tensor(
             torch.as_tensor(indptr, dtype=index_dtype, device=device),
             torch.as_tensor(indices, dtype=index_dtype, device=device),

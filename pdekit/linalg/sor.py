@@ -22,23 +22,13 @@ from pdekit.linalg.result import SolveResult, SolveStatus
 from pdekit.linalg.stencil import StencilOperator
 from pdekit.linalg.triangular import SparseTriangular
 
-__all__ = ["red_black_mask", "sor"]
+__all__ = ["sor"]
 
 _ORDERINGS = ("natural", "red-black", "jacobi")
 
 
-def red_black_mask(grid_shape: tuple[int, ...], device=None) -> torch.Tensor:
-    """Boolean mask of the "red" cells (even index sum) of a grid."""
-    index_sum = torch.zeros(grid_shape, dtype=torch.long, device=device)
-    for d, n in enumerate(grid_shape):
-        shape = [1] * len(grid_shape)
-        shape[d] = n
-        index_sum = index_sum + torch.arange(n, device=device).reshape(shape)
-    return index_sum % 2 == 0
-
-
 class _Sweep:
-    """One relaxation sweep ``x <- x + C(r)`` given the current residual ``r = b - A x``."""
+    """One relaxation sweep on ``x`` for ``A x = b``, in place."""
 
     def __init__(self, A: LinearOperator, omega: float, ordering: str) -> None:
         self.A, self.omega, self.ordering = A, omega, ordering
@@ -50,20 +40,16 @@ class _Sweep:
             matrix = A.to_scipy().tocsr()
             lower = scipy.sparse.diags(matrix.diagonal() / omega) + scipy.sparse.tril(matrix, k=-1)
             self.triangle = SparseTriangular(lower, lower=True, dtype=A.dtype, device=A.device)
-        elif ordering == "red-black":
-            self.red = red_black_mask(A.vector_shape, A.device)
 
-    def __call__(self, x, r, b, scratch, active):
-        keep = active.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+    def __call__(self, x: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor) -> None:
+        if self.ordering == "red-black":
+            self.A.relax_red_black(x, b, self.omega)
+            return
+        r = torch.sub(b, apply_into(self.A, x, scratch), out=scratch)
         if self.ordering == "natural":
-            step = self.triangle.solve(r.reshape(r.shape[0], -1)).reshape(x.shape)
-            x.addcmul_(step, keep)
-        elif self.ordering == "jacobi":
-            x.addcmul_(r * self.omega_over_diag, keep)
+            x.add_(self.triangle.solve(r.reshape(r.shape[0], -1)).reshape(x.shape))
         else:
-            x.addcmul_(torch.where(self.red, r * self.omega_over_diag, 0), keep)
-            r_black = torch.sub(b, apply_into(self.A, x, scratch))
-            x.addcmul_(torch.where(self.red, 0, r_black * self.omega_over_diag), keep)
+            x.addcmul_(r, self.omega_over_diag)
 
 
 def sor(
@@ -111,7 +97,8 @@ def sor(
     Returns
     -------
     SolveResult
-        ``iterations`` counts sweeps.
+        ``iterations`` counts sweeps; ``residual_norms`` holds the sweeps at which
+        convergence was checked (all of them with the default ``check_every=1``).
     """
     fn = "sor"
     start = time.perf_counter()
@@ -146,13 +133,13 @@ def sor(
     status, info, iterations = SolveStatus.MAXITER, "", 0
     r0_norm = None
     for k in range(maxiter + 1):
-        torch.sub(b, apply_into(A, x, scratch), out=r)
-        r_norm = torch.linalg.vector_norm(r.reshape(batch, -1), dim=1)
-        history.append(r_norm)
         iterations = k
-        if r0_norm is None:
-            r0_norm = torch.where(r_norm > 0, r_norm, torch.ones_like(r_norm))
         if k % check_every == 0 or k == maxiter:
+            torch.sub(b, apply_into(A, x, scratch), out=r)
+            r_norm = torch.linalg.vector_norm(r.reshape(batch, -1), dim=1)
+            history.append(r_norm)
+            if r0_norm is None:
+                r0_norm = torch.where(r_norm > 0, r_norm, torch.ones_like(r_norm))
             if not bool(torch.isfinite(r_norm).all()):
                 status, info = SolveStatus.BREAKDOWN, f"non-finite residual at sweep {k}"
                 break
@@ -165,10 +152,17 @@ def sor(
             if not bool(active.any()):
                 status = SolveStatus.CONVERGED
                 break
+            all_active = bool(active.all())
         if k == maxiter:
             info = f"maxiter={maxiter}, residual {float(r_norm.max()):.3e} > tolerance"
             break
-        sweep(x, r, b, scratch, active)
+        if all_active:
+            sweep(x, b, scratch)
+        else:  # sweep only the members still running, so each stops where it converged
+            index = torch.nonzero(active).squeeze(1)
+            sub = x[index]
+            sweep(sub, b[index], scratch[: len(index)])
+            x[index] = sub
         if callback is not None:
             callback(A.merge_batch(x, batch_shape, flat))
     if A.device.type == "cuda":

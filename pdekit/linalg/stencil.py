@@ -86,8 +86,7 @@ def _pad_axis(x: torch.Tensor, axis: int, before: int, after: int) -> torch.Tens
     return F.pad(x, pad)
 
 
-@cuda_compiled
-def _apply_uniform(x: torch.Tensor, diag: float, couplings: list[float]) -> torch.Tensor:
+def _uniform_product(x: torch.Tensor, diag: float, couplings: list[float]) -> torch.Tensor:
     """Functional constant-coefficient stencil (fused into one kernel when compiled)."""
     y = x * diag
     for d, c in enumerate(couplings):
@@ -99,8 +98,7 @@ def _apply_uniform(x: torch.Tensor, diag: float, couplings: list[float]) -> torc
     return y
 
 
-@cuda_compiled
-def _apply_variable(
+def _variable_product(
     x: torch.Tensor, diag: torch.Tensor, couplings: list[torch.Tensor]
 ) -> torch.Tensor:
     """Functional variable-coefficient stencil (fused into one kernel when compiled)."""
@@ -112,6 +110,37 @@ def _apply_variable(
         down = _pad_axis(w * x.narrow(axis, 0, n - 1), axis, 1, 0)
         y = y - up - down
     return y
+
+
+_apply_uniform = cuda_compiled(_uniform_product)
+_apply_variable = cuda_compiled(_variable_product)
+
+
+def _parity(grid_shape, device) -> torch.Tensor:
+    """``(i_0 + ... + i_{d-1}) % 2`` over a grid (index arithmetic once compiled)."""
+    total = torch.zeros((), dtype=torch.long, device=device)
+    for d, n in enumerate(grid_shape):
+        shape = [1] * len(grid_shape)
+        shape[d] = n
+        total = total + torch.arange(n, device=device).reshape(shape)
+    return total % 2
+
+
+@cuda_compiled
+def _relax_half_uniform(x, b, diag: float, couplings: list[float], parity: int, omega: float):
+    """In place: ``x += omega (b - A x) / diag`` on the cells whose index sum has ``parity``
+    (one fused kernel on CUDA: reads ``x`` and ``b``, writes ``x``)."""
+    step = (b - _uniform_product(x, diag, couplings)) * (omega / diag)
+    color = _parity(x.shape[1:], x.device) == parity
+    x.add_(torch.where(color, step, torch.zeros_like(step)))
+
+
+@cuda_compiled
+def _relax_half_variable(x, b, diag, couplings: list, parity: int, omega: float):
+    """As :func:`_relax_half_uniform` for variable coefficients."""
+    step = (b - _variable_product(x, diag, couplings)) * omega / diag
+    color = _parity(x.shape[1:], x.device) == parity
+    x.add_(torch.where(color, step, torch.zeros_like(step)))
 
 
 class StencilOperator(LinearOperator):
@@ -363,6 +392,36 @@ class StencilOperator(LinearOperator):
         if self._uniform:
             return _apply_uniform(x, self._uniform_diag, self._uniform_couplings)
         return _apply_variable(x, self._diag, self._couplings)
+
+    def red_mask(self) -> torch.Tensor:
+        """Boolean mask of the "red" cells (even index sum); the rest are "black"."""
+        if getattr(self, "_red", None) is None:
+            self._red = _parity(self.grid_shape, self.device) == 0
+        return self._red
+
+    def relax_red_black(
+        self, x: torch.Tensor, b: torch.Tensor, omega: float = 1.0, *, reverse: bool = False
+    ) -> torch.Tensor:
+        """One red-black SOR sweep on ``x`` (``(batch, *grid_shape)``), in place.
+
+        Updates all red cells from the current ``x``, then all black cells (black first when
+        ``reverse``; a forward sweep followed by a reverse one is symmetric, as a multigrid
+        smoother needs). ``omega = 1`` is red-black Gauss-Seidel. On CUDA each half-sweep is
+        one fused kernel (read ``x`` and ``b``, write ``x``).
+        """
+        for parity in ((1, 0) if reverse else (0, 1)):
+            if x.device.type == "cpu":
+                scratch = self._matvec_into(x, torch.empty_like(x))
+                torch.sub(b, scratch, out=scratch)
+                scratch.mul_(omega / (self._uniform_diag if self._uniform else self._diag))
+                red = self.red_mask()
+                x.add_(scratch.mul_(red if parity == 0 else ~red))
+            elif self._uniform:
+                _relax_half_uniform(x, b, self._uniform_diag, self._uniform_couplings, parity,
+                                    float(omega))
+            else:
+                _relax_half_variable(x, b, self._diag, self._couplings, parity, float(omega))
+        return x
 
     def _to(self, device, dtype) -> StencilOperator:
         coefficients = self.coefficients

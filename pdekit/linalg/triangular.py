@@ -56,6 +56,8 @@ class SparseTriangular:
                 warnings.simplefilter("ignore")
                 y = torch.triangular_solve(columns, self._tensor, upper=not self.lower).solution
         except (RuntimeError, NotImplementedError):
+            if rhs.is_cuda and torch.cuda.is_current_stream_capturing():
+                raise
             if self._cpu_tensor is None:
                 self._cpu_tensor = self._tensor.cpu()
             with warnings.catch_warnings():

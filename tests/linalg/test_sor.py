@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from pdekit.linalg import SolveStatus, StencilOperator, aslinearoperator, sor
-from pdekit.linalg.sor import red_black_mask
 from tests.linalg.problems import make_problem
 from tests.linalg.reference import sor_loops
 
@@ -24,7 +23,7 @@ def test_natural_ordering_matches_plain_loops(name, omega):
 @pytest.mark.parametrize("name", ["poisson2d", "poisson3d-obstacles-mixed", "darcy2d"])
 def test_red_black_ordering_matches_plain_loops(name):
     A, b = make_problem(name)
-    red = red_black_mask(A.grid_shape).numpy().ravel()
+    red = A.red_mask().numpy().ravel()
     order = np.concatenate([np.flatnonzero(red), np.flatnonzero(~red)])
     expected = sor_loops(A.to_scipy().toarray(), b.numpy().ravel(), 1.3, 1e-6, 5000, order=order)
     assert sor(A, b, 1.3, rtol=1e-6).iterations == expected

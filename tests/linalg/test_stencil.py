@@ -130,3 +130,32 @@ def test_matvec_rejects_mismatched_input():
         A @ torch.zeros(4, 4, dtype=torch.float64)
     with pytest.raises(TypeError, match="dtype"):
         A @ torch.zeros(4, 5, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name", ["poisson3d", "poisson3d-obstacles-mixed", "darcy2d"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_red_black_sweep_kernels_agree(name, reverse, dtype):
+    from pdekit.linalg.stencil import _relax_half_uniform, _relax_half_variable
+
+    A, b = make_problem(name, dtype, batch=(2,))
+    x = torch.rand_like(b)
+    expected = A.relax_red_black(x.clone(), b, 1.3, reverse=reverse)  # the CPU path
+    got = x.clone()
+    for parity in ((1, 0) if reverse else (0, 1)):  # the fused kernels used on CUDA
+        if A.is_uniform:
+            _relax_half_uniform.eager(got, b, A._uniform_diag, A._uniform_couplings, parity, 1.3)
+        else:
+            _relax_half_variable.eager(got, b, A._diag, A._couplings, parity, 1.3)
+    torch.testing.assert_close(got, expected)
+
+
+def test_relax_red_black_on_device(device):
+    A, b = make_problem("darcy2d", torch.float32, device, batch=(2,))
+    x = torch.zeros_like(b)
+    for _ in range(50):
+        A.relax_red_black(x, b, 1.5)
+    ref = A.to("cpu")
+    y = torch.zeros_like(b.cpu())
+    for _ in range(50):
+        ref.relax_red_black(y, b.cpu(), 1.5)
+    torch.testing.assert_close(x.cpu(), y, rtol=1e-4, atol=1e-4)
