@@ -310,7 +310,10 @@ def cg(
     r_norm = torch.linalg.vector_norm(st.r.reshape(batch, -1), dim=1)
     history = [r_norm.unsqueeze(0)]
     st.active.copy_((r_norm > tol) & ~zero_rhs)
-    use_graph = A.device.type == "cuda" and graphs_enabled()
+    use_graph = (
+        A.device.type == "cuda" and graphs_enabled() and A.capturable
+        and (M is None or M.capturable)
+    )
     runner = _BlockRunner(st, check_every, use_graph)
     member_iterations = torch.zeros(batch, dtype=torch.long)
     last_true_norm = torch.full((batch,), float("inf"), dtype=torch.float64)

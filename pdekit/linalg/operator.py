@@ -108,6 +108,9 @@ class LinearOperator(ABC):
         self.vector_shape: tuple[int, ...] = vector_shape
         self.symmetric = symmetric
         self.positive_definite = positive_definite
+        # Whether ``_matvec`` may run inside a CUDA-graph capture (no host syncs, no
+        # library calls that misbehave under capture). Solvers capture only such operators.
+        self.capturable = False
 
     # -- the part subclasses write -------------------------------------------------------
     @abstractmethod
@@ -286,6 +289,7 @@ class DenseOperator(LinearOperator):
             symmetric=symmetric, positive_definite=positive_definite,
         )
         self.matrix = matrix
+        self.capturable = True
 
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
         return (x.reshape(x.shape[0], -1) @ self.matrix.T).reshape(x.shape)
@@ -325,6 +329,7 @@ class DiagonalOperator(LinearOperator):
             positive_definite=positive_definite,
         )
         self.values = diagonal
+        self.capturable = True
 
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.values

@@ -242,6 +242,7 @@ class StencilOperator(LinearOperator):
             (math.prod(grid_shape),) * 2, dtype, device, vector_shape=grid_shape,
             symmetric=True, positive_definite=self._is_positive_definite(),
         )
+        self.capturable = True
 
     # -- construction helpers ------------------------------------------------------------
     def _check_coefficients(self, coefficients, dtype, device):

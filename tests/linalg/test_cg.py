@@ -250,3 +250,22 @@ def test_cg_on_cuda_matches_cpu():
     assert res.x.device.type == "cuda"
     torch.testing.assert_close(res.x.cpu(), ref.x, rtol=1e-8, atol=1e-8)
     assert ref.iterations <= res.iterations < ref.iterations + 10
+
+
+@pytest.mark.gpu
+def test_cuda_graph_blocks_equal_the_eager_loop(monkeypatch):
+    A, b = make_problem("poisson3d-obstacles-mixed", torch.float64, "cuda", batch=(2,))
+    graphed = cg(A, b, rtol=1e-10, check_every=5)
+    monkeypatch.setenv("PDEKIT_CUDA_GRAPHS", "0")
+    eager = cg(A, b, rtol=1e-10, check_every=5)
+    assert graphed.iterations == eager.iterations
+    torch.testing.assert_close(graphed.x, eager.x)
+    torch.testing.assert_close(graphed.residual_norms, eager.residual_norms)
+
+
+@pytest.mark.gpu
+def test_uncapturable_preconditioner_on_cuda():
+    A, b = make_problem("poisson2d", torch.float64, "cuda")
+    res = cg(A, b, rtol=1e-10, M=ichol0(A))
+    ref = cg(A.to("cpu"), b.cpu(), rtol=1e-10, M=ichol0(A.to("cpu")))
+    assert res.converged and abs(res.iterations - ref.iterations) < 10
