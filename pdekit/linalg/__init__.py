@@ -2,12 +2,13 @@
 
 Operators (:class:`LinearOperator`, :class:`StencilOperator`, :class:`CSROperator`, ...),
 solvers (:func:`cg`, :func:`sor`), preconditioners (:func:`jacobi`, :func:`ssor`,
-:func:`ichol0`), and :func:`lanczos`. Every solver returns a :class:`SolveResult`.
+:func:`ichol0`, :func:`multigrid`), and :func:`lanczos`. Every solver returns a :class:`SolveResult`.
 """
 
 from pdekit.linalg.cg import cg
 from pdekit.linalg.csr import CSROperator
 from pdekit.linalg.lanczos import LanczosResult, lanczos
+from pdekit.linalg.multigrid import MultigridPreconditioner, multigrid
 from pdekit.linalg.operator import (
     CallableOperator,
     DenseOperator,
@@ -27,6 +28,7 @@ __all__ = [
     "DiagonalOperator",
     "LanczosResult",
     "LinearOperator",
+    "MultigridPreconditioner",
     "SolveResult",
     "SolveStatus",
     "StencilOperator",
@@ -35,6 +37,7 @@ __all__ = [
     "ichol0",
     "jacobi",
     "lanczos",
+    "multigrid",
     "sor",
     "ssor",
 ]

@@ -244,6 +244,73 @@ class StencilOperator(LinearOperator):
         )
         self.capturable = True
 
+    @classmethod
+    def from_explicit(
+        cls,
+        diag: torch.Tensor,
+        couplings: Sequence[torch.Tensor],
+        *,
+        spacing: float | Sequence[float] = 1.0,
+        bc: str | Sequence = "dirichlet",
+        solid=None,
+        positive_definite: bool | None = None,
+        boundary_terms: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> StencilOperator:
+        """A stencil operator given by its diagonal and couplings directly.
+
+        ``diag`` has the grid shape; ``couplings[d]`` has ``n_d - 1`` entries along axis
+        ``d`` with ``A[i, i + e_d] = A[i + e_d, i] = -couplings[d][i]`` (the layout of
+        :meth:`explicit_coefficients`). Used for coarse multigrid levels. ``bc`` and
+        ``spacing`` are kept as information (e.g. for grid transfers); they do not enter
+        the entries. ``boundary_terms`` (the layout of :meth:`boundary_terms`) records the
+        Dirichlet part of the diagonal; zero when omitted.
+        """
+        grid_shape = tuple(diag.shape)
+        ndim = len(grid_shape)
+        if len(couplings) != ndim:
+            raise ValueError(
+                f"StencilOperator.from_explicit: need {ndim} coupling arrays, got {len(couplings)}"
+            )
+        for d, w in enumerate(couplings):
+            expected = tuple(n - 1 if e == d else n for e, n in enumerate(grid_shape))
+            if tuple(w.shape) != expected:
+                raise ValueError(
+                    f"StencilOperator.from_explicit: couplings[{d}] must have shape {expected}, "
+                    f"got {tuple(w.shape)}"
+                )
+        op = cls.__new__(cls)
+        op.grid_shape, op.ndim = grid_shape, ndim
+        op.spacing = (float(spacing),) * ndim if np.isscalar(spacing) else tuple(spacing)
+        op.bc = _normalize_bc(bc, ndim)
+        op.face_average = "arithmetic"
+        op.coefficients = None
+        op.solid = op._check_solid(solid, diag.device)
+        op._uniform = False
+        op._diag = diag
+        op._couplings = [w.to(device=diag.device, dtype=diag.dtype) for w in couplings]
+        if boundary_terms is None:
+            boundary_terms = []
+            for d in range(ndim):
+                edge = list(grid_shape)
+                edge[d] = 1
+                zero = torch.zeros(edge, dtype=diag.dtype, device=diag.device)
+                boundary_terms.append((zero, zero.clone()))
+        op._boundary_terms = [
+            (lo.to(device=diag.device, dtype=diag.dtype), hi.to(device=diag.device, dtype=diag.dtype))
+            for lo, hi in boundary_terms
+        ]
+        LinearOperator.__init__(
+            op, (math.prod(grid_shape),) * 2, diag.dtype, diag.device, vector_shape=grid_shape,
+            symmetric=True, positive_definite=positive_definite,
+        )
+        op.capturable = True
+        return op
+
+    @property
+    def is_explicit(self) -> bool:
+        """Built by :meth:`from_explicit` (entries given, not coefficients)."""
+        return self.coefficients is None
+
     # -- construction helpers ------------------------------------------------------------
     def _check_coefficients(self, coefficients, dtype, device):
         if coefficients is None:
@@ -297,34 +364,63 @@ class StencilOperator(LinearOperator):
 
     def _assemble(self, dtype, device) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Diagonal and per-axis couplings ``w_d[i]`` between cells ``i`` and ``i + e_d``."""
-        ndim = self.ndim
         diag = torch.zeros(self.grid_shape, dtype=dtype, device=device)
         couplings = []
         fluid = None if self.solid is None else ~self.solid
-        for d in range(ndim):
+        for d, (lo, hi) in enumerate(self._face_terms(dtype, device)):
             n = self.grid_shape[d]
-            h2 = self.spacing[d] ** 2
-            if isinstance(self.coefficients, torch.Tensor):
-                faces = self._face_coefficients(d) / h2
-            else:
-                face_shape = list(self.grid_shape)
-                face_shape[d] = n + 1
-                faces = torch.full(face_shape, float(self.coefficients) / h2, dtype=dtype,
-                                   device=device)
+            faces = self._faces(d, dtype, device)
             w = faces.narrow(d, 1, n - 1).clone()
             if fluid is not None:
                 w = w * (fluid.narrow(d, 0, n - 1) & fluid.narrow(d, 1, n - 1))
             couplings.append(w)
             diag.narrow(d, 0, n - 1).add_(w)
             diag.narrow(d, 1, n - 1).add_(w)
-            lo, hi = self.bc[d]
-            if lo == "dirichlet":
-                diag.narrow(d, 0, 1).add_(faces.narrow(d, 0, 1))
-            if hi == "dirichlet":
-                diag.narrow(d, n - 1, 1).add_(faces.narrow(d, n, 1))
+            diag.narrow(d, 0, 1).add_(lo)
+            diag.narrow(d, n - 1, 1).add_(hi)
         if self.solid is not None:
             diag = torch.where(self.solid, torch.ones_like(diag), diag)
         return diag, couplings
+
+    def _faces(self, d: int, dtype, device) -> torch.Tensor:
+        """Face coefficients over ``h_d^2`` on the ``n_d + 1`` faces along axis ``d``."""
+        h2 = self.spacing[d] ** 2
+        if isinstance(self.coefficients, torch.Tensor):
+            return self._face_coefficients(d) / h2
+        face_shape = list(self.grid_shape)
+        face_shape[d] += 1
+        return torch.full(face_shape, float(self.coefficients) / h2, dtype=dtype, device=device)
+
+    def _face_terms(self, dtype, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Dirichlet boundary-face terms per axis: ``(low, high)``, each of the grid shape
+        with axis ``d`` of length 1 (zero on Neumann faces and solid cells)."""
+        fluid = None if self.solid is None else ~self.solid
+        terms = []
+        for d, (lo, hi) in enumerate(self.bc):
+            n = self.grid_shape[d]
+            faces = self._faces(d, dtype, device)
+            pair = []
+            for kind, face, cell in ((lo, 0, 0), (hi, n, n - 1)):
+                term = faces.narrow(d, face, 1).clone()
+                if kind != "dirichlet":
+                    term.zero_()
+                elif fluid is not None:
+                    term = term * fluid.narrow(d, cell, 1)
+                pair.append(term)
+            terms.append(tuple(pair))
+        return terms
+
+    def boundary_terms(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The diagonal's Dirichlet boundary part, per axis and side.
+
+        Returns ``[(low_d, high_d) for each axis d]``; ``low_d`` has the grid shape with
+        axis ``d`` of length 1 and holds what the low face adds to the diagonal of the
+        first cells along ``d`` (``a_f / h_d^2`` on Dirichlet faces, zero on Neumann faces
+        and solid cells). Multigrid coarsens these with the true boundary distances.
+        """
+        if self.is_explicit:
+            return self._boundary_terms
+        return self._face_terms(self.dtype, self.device)
 
     def _is_positive_definite(self) -> bool:
         """Every connected fluid region must touch a Dirichlet face (else constants are a
@@ -401,18 +497,25 @@ class StencilOperator(LinearOperator):
         return self._red
 
     def relax_red_black(
-        self, x: torch.Tensor, b: torch.Tensor, omega: float = 1.0, *, reverse: bool = False
+        self,
+        x: torch.Tensor,
+        b: torch.Tensor,
+        omega: float = 1.0,
+        *,
+        reverse: bool = False,
+        scratch: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One red-black SOR sweep on ``x`` (``(batch, *grid_shape)``), in place.
 
         Updates all red cells from the current ``x``, then all black cells (black first when
         ``reverse``; a forward sweep followed by a reverse one is symmetric, as a multigrid
         smoother needs). ``omega = 1`` is red-black Gauss-Seidel. On CUDA each half-sweep is
-        one fused kernel (read ``x`` and ``b``, write ``x``).
+        one fused kernel (read ``x`` and ``b``, write ``x``). ``scratch`` (like ``x``) avoids
+        an allocation per half-sweep on the CPU.
         """
         for parity in ((1, 0) if reverse else (0, 1)):
             if x.device.type == "cpu":
-                scratch = self._matvec_into(x, torch.empty_like(x))
+                scratch = self._matvec_into(x, torch.empty_like(x) if scratch is None else scratch)
                 torch.sub(b, scratch, out=scratch)
                 scratch.mul_(omega / (self._uniform_diag if self._uniform else self._diag))
                 red = self.red_mask()
@@ -425,6 +528,15 @@ class StencilOperator(LinearOperator):
         return x
 
     def _to(self, device, dtype) -> StencilOperator:
+        if self.is_explicit:
+            return StencilOperator.from_explicit(
+                self._diag.to(device=device, dtype=dtype),
+                [w.to(device=device, dtype=dtype) for w in self._couplings],
+                spacing=self.spacing, bc=self.bc,
+                solid=None if self.solid is None else self.solid.to(device),
+                positive_definite=self.positive_definite,
+                boundary_terms=self._boundary_terms,
+            )
         coefficients = self.coefficients
         if isinstance(coefficients, torch.Tensor):
             coefficients = coefficients.to(device=device, dtype=dtype)
