@@ -127,3 +127,14 @@ def test_bad_arguments():
         multigrid(A, omega=2.5)
     with pytest.raises(ValueError, match="coarse_size"):
         multigrid(A, coarse_size=0)
+
+
+@pytest.mark.gpu
+def test_graph_replayed_v_cycle_equals_eager():
+    A, b = make_problem("poisson3d-obstacles-mixed", torch.float64, "cuda", batch=(2,))
+    M = multigrid(A, coarse_size=8)
+    first, second = M @ b, M @ (2 * b)  # capture, then replay on new data
+    torch.testing.assert_close(first, M.vcycle(b))
+    torch.testing.assert_close(second, 2 * first)
+    res = cg(A, b, rtol=1e-10, M=M)
+    assert res.status is SolveStatus.CONVERGED and res.iterations <= 15
