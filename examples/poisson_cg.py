@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
-from pdekit.linalg import StencilOperator, cg, ichol0, jacobi, ssor
+from pdekit.linalg import StencilOperator, cg, ichol0, jacobi, multigrid, ssor
 
 device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 n = 48
@@ -21,7 +21,7 @@ b = b * (~A.solid)                                               # a batch of fo
 
 print(f"{A}\n")
 for name, M in [("none", None), ("jacobi", jacobi(A)), ("ssor(1.5)", ssor(A, 1.5)),
-                ("ichol0", ichol0(A))]:
+                ("ichol0", ichol0(A)), ("multigrid", multigrid(A))]:
     res = cg(A, b, rtol=1e-8, M=M)
     print(f"M = {name:10s} {res.status.name:9s} iterations per system "
           f"{res.member_iterations.tolist()}  {res.wall_time:.2f} s")

@@ -59,11 +59,11 @@ def _load_system(args):
 
 
 def _cmd_solve(args) -> int:
-    from pdekit.linalg import cg, ichol0, jacobi, sor, ssor
+    from pdekit.linalg import cg, ichol0, jacobi, multigrid, sor, ssor
 
     A, b = _load_system(args)
     preconditioners = {"none": None, "jacobi": jacobi, "ssor": lambda A: ssor(A, args.omega),
-                       "ichol0": ichol0}
+                       "ichol0": ichol0, "multigrid": multigrid}
     if args.method == "cg":
         make = preconditioners[args.precond]
         M = None if make is None else make(A)
@@ -114,8 +114,8 @@ def _cmd_demo(args) -> int:
     from pdekit.bench.record import format_table
 
     problem = "poisson2d-128" if args.quick else "poisson2d-512"
-    print(f"pdekit {__version__} demo: a {problem} Poisson solve (rtol 1e-6), our CG against "
-          "SciPy's and PyAMG's")
+    print(f"pdekit {__version__} demo: a {problem} Poisson solve (rtol 1e-6): our CG, with "
+          "multigrid and IC(0), against SciPy's CG and PyAMG's smoothed-aggregation CG")
     rows = compare_cg(problem, args.device, _dtype(args.dtype) or (
         torch.float64 if args.device == "cpu" else torch.float32))
     ours = rows[0]["seconds"]
@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of random solid cells (default 0)")
     solve.add_argument("--rhs", help=".npy file with b (default: uniform random, seeded)")
     solve.add_argument("--method", default="cg", choices=["cg", "sor"])
-    solve.add_argument("--precond", default="none", choices=["none", "jacobi", "ssor", "ichol0"])
+    solve.add_argument("--precond", default="none",
+                       choices=["none", "jacobi", "ssor", "ichol0", "multigrid"],
+                       help="multigrid needs a grid problem (poisson2d, poisson3d)")
     solve.add_argument("--omega", type=float, default=1.0, help="SOR/SSOR relaxation factor")
     solve.add_argument("--rtol", type=float, default=1e-6)
     solve.add_argument("--atol", type=float, default=0.0)
