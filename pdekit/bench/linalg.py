@@ -344,7 +344,7 @@ def run(
         S = A.to_scipy()
         _spmv_records(report, problem, A, S, device, dtype, 3 if quick else repeat)
         echo(f"[{problem}] CG ...")
-        compare_cg(problem, device, dtype, rtol=rtol, report=report, runs=1 if quick else 2,
+        compare_cg(problem, device, dtype, rtol=rtol, report=report, runs=1 if quick else 3,
                    peers=peers and A.n <= PEER_MAX_UNKNOWNS,
                    bandwidth=bandwidth if device.type != "cpu" else None)
     _add_ratios(report.records)

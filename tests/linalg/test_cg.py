@@ -269,3 +269,28 @@ def test_uncapturable_preconditioner_on_cuda():
     res = cg(A, b, rtol=1e-10, M=ichol0(A))
     ref = cg(A.to("cpu"), b.cpu(), rtol=1e-10, M=ichol0(A.to("cpu")))
     assert res.converged and abs(res.iterations - ref.iterations) < 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precond", [None, "jacobi", "ssor", "ichol0"])
+@pytest.mark.parametrize("obstacles", [False, True], ids=["plain", "obstacles"])
+def test_iteration_count_matches_scipy_cg_at_64_cubed(precond, obstacles):
+    shape = (64, 64, 64)
+    solid = connected_obstacles(shape, 0.15, 9) if obstacles else None
+    A = StencilOperator(shape, solid=solid)
+    b = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    if solid is not None:
+        b[A.solid] = 0
+    M = {None: None, "jacobi": jacobi, "ssor": lambda A: ssor(A, 1.5), "ichol0": ichol0}[precond]
+    M = None if M is None else M(A)
+    res = cg(A, b, rtol=1e-8, M=M)
+    _, iters_ref = _scipy_cg_iterations(
+        A.to_scipy(), b.numpy().ravel(), 1e-8, None if M is None else M.as_scipy()
+    )
+    assert abs(res.iterations - iters_ref) <= max(1, 0.02 * iters_ref), (res.iterations, iters_ref)
+
+
+def test_device_mismatch_is_refused():
+    A, b = make_problem("poisson2d")
+    with pytest.raises(ValueError, match="is on meta"):
+        cg(A, b.to("meta"))

@@ -138,3 +138,19 @@ def test_graph_replayed_v_cycle_equals_eager():
     torch.testing.assert_close(second, 2 * first)
     res = cg(A, b, rtol=1e-10, M=M)
     assert res.status is SolveStatus.CONVERGED and res.iterations <= 15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["poisson", "darcy", "obstacles"])
+@pytest.mark.parametrize("ndim, sizes", [(2, (256, 512, 1024, 2048)), (3, (32, 64, 128))],
+                         ids=["2d", "3d"])
+def test_iterations_size_independent_on_large_grids(kind, ndim, sizes):
+    """The issue's range: multigrid-PCG to rtol 1e-8 in at most 15 iterations, flat in size."""
+    counts = []
+    for size in sizes:
+        A = _family(kind, size, ndim)
+        res = cg(A, _rhs(A), rtol=1e-8, M=multigrid(A))
+        assert res.status is SolveStatus.CONVERGED
+        counts.append(res.iterations)
+    assert max(counts) <= 15, counts
+    assert max(counts) - min(counts) <= 3, counts
