@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -127,9 +128,83 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    from pdekit.data import generate
+
+    manifest = generate(args.recipe, args.out, samples=args.samples, seed=args.seed,
+                        workers=args.workers, scheduler=args.scheduler,
+                        progress=not args.no_progress)
+    counts = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
+    print(f"{manifest['name']}: {counts} samples in {len(manifest['shards'])} shards -> {args.out}")
+    return 0
+
+
+def _dataset_summary(path: Path) -> int:
+    from pdekit.data import read_manifest, verify_dataset
+
+    manifest = read_manifest(path)
+    print(f"{path}: {manifest['name']} (pde {manifest['pde']}, pdekit {manifest['pdekit_version']})")
+    print("  splits: " + ", ".join(f"{k} {v}" for k, v in manifest["splits"].items()))
+    stats = manifest["statistics"]["fields"]
+    for name, field in manifest["fields"].items():
+        s = stats.get(name, {})
+        print(f"  {name:10s} {field['role']:6s} dims {tuple(field['dims'])}  "
+              f"mean {s.get('mean', float('nan')):.4g}  std {s.get('std', float('nan')):.4g}  "
+              f"[{s.get('min', float('nan')):.4g}, {s.get('max', float('nan')):.4g}]")
+    problems = verify_dataset(path)
+    if problems:
+        print(f"  integrity: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"    {problem}")
+        return 1
+    print(f"  integrity: {len(manifest['shards'])} shards match the manifest")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdekit.data import open_dataset
+
+    dataset = open_dataset(args.path, args.split)
+    item = dataset[args.sample]
+    names = list(item)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        value = item[name].float()
+        if value.ndim == 3:  # 3D: the middle slice along the last axis
+            value = value[..., value.shape[-1] // 2]
+        if value.ndim == 1:
+            x = dataset.coords.get(dataset.field_info[name].get("dims", ["x"])[0])
+            ax.plot(x.numpy() if x is not None else range(len(value)), value.numpy())
+        else:
+            image = ax.imshow(value.numpy().T, origin="lower", cmap="viridis")
+            fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set_title(f"{name} ({dataset.field_info[name].get('role', '')})")
+    fig.suptitle(f"{Path(args.path).name}: {args.split} sample {args.sample}")
+    fig.tight_layout()
+    out = args.out or f"{Path(args.path).name}-{args.split}-{args.sample}.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from pdekit.data import export_dataset
+
+    for path in export_dataset(args.path, args.out, args.format):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_info(args) -> int:
     import scipy
 
+    if args.path is not None:
+        return _dataset_summary(Path(args.path))
     print(f"pdekit {__version__}")
     print(f"torch {torch.__version__}, scipy {scipy.__version__}, numpy {np.__version__}")
     cuda = torch.cuda.is_available()
@@ -190,7 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a smaller problem")
     demo.set_defaults(handler=_cmd_demo)
 
-    info = sub.add_parser("info", help="versions and devices")
+    generate = sub.add_parser(
+        "generate", help="generate a dataset from a recipe (sharded HDF5)",
+        description="Generate a dataset from a TOML recipe into sharded HDF5 files and a "
+                    "manifest. Resumable: run the same command again after an interruption.")
+    generate.add_argument("recipe", help="recipe file, e.g. datasets/darcy.toml")
+    generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument("--samples", type=int, default=None, help="cap every split at N samples")
+    generate.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    generate.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                          help="local worker processes (default: one per CPU core)")
+    generate.add_argument("--scheduler", default=None,
+                          help="Dask distributed scheduler address (tcp://host:port)")
+    generate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    generate.set_defaults(handler=_cmd_generate)
+
+    plot = sub.add_parser("plot", help="plot one sample of a dataset to a PNG")
+    plot.add_argument("path", help="dataset folder (or a PDEBench / The Well file)")
+    plot.add_argument("--sample", type=int, default=0)
+    plot.add_argument("--split", default="train")
+    plot.add_argument("--out", help="PNG path (default <dataset>-<split>-<sample>.png)")
+    plot.set_defaults(handler=_cmd_plot)
+
+    export = sub.add_parser("export", help="write a dataset in PDEBench's or The Well's layout")
+    export.add_argument("path", help="dataset folder")
+    export.add_argument("--format", required=True, choices=["pdebench", "the-well"])
+    export.add_argument("--out", required=True, help="output folder (one file per split)")
+    export.set_defaults(handler=_cmd_export)
+
+    info = sub.add_parser("info", help="versions and devices, or a dataset's summary and integrity")
+    info.add_argument("path", nargs="?", default=None, help="a dataset folder")
     info.set_defaults(handler=_cmd_info)
     return parser
 
@@ -202,7 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.handler(args)
+    from pdekit.classical.elliptic import SolveError
+    from pdekit.data import DatasetExistsError, RecipeError
+
+    expected = (RecipeError, DatasetExistsError, SolveError, PermissionError, FileNotFoundError)
+    try:
+        return args.handler(args)
+    except expected as err:  # user errors: one clear line, no traceback
+        if os.environ.get("PDEKIT_DEBUG"):
+            raise
+        print(f"pdekit {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

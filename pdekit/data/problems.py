@@ -1,0 +1,219 @@
+"""The PDEs a recipe can name, and how each makes one sample.
+
+A problem has a ``Parameters`` dataclass (the recipe's ``[parameters]`` table), a
+:meth:`~Problem.layout` (the fields with their dimensions, roles and units, the coordinates)
+and a :meth:`~Problem.sample` that draws the random inputs from a ``numpy`` generator and
+solves with the classical solvers of :mod:`pdekit.classical` (each solve checked: an
+unconverged one raises ``SolveError``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pdekit.classical import darcy, poisson
+from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
+from pdekit.linalg.stencil import _normalize_bc
+
+__all__ = ["PROBLEMS", "FieldSpec", "Layout", "Problem"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One stored field: its dimensions (without ``sample``), role and units."""
+
+    name: str
+    dims: tuple[str, ...]
+    role: str  # "input", "output" or "mask"
+    units: str = "1"
+    long_name: str = ""
+
+
+@dataclass
+class Layout:
+    """What a dataset of this problem stores."""
+
+    fields: list[FieldSpec]
+    coords: dict[str, np.ndarray]
+    scalars: dict[str, str] = field(default_factory=dict)  # per-sample numbers: name -> units
+
+
+class Problem:
+    """Base class of the registered problems."""
+
+    name: ClassVar[str]
+    Parameters: ClassVar[type]
+    description: ClassVar[str]
+
+    def layout(self, params) -> Layout:
+        raise NotImplementedError
+
+    def sample(self, params, solver, rng: np.random.Generator) -> tuple[dict, dict]:
+        """One sample: ``({field: array}, {scalar: number})``."""
+        raise NotImplementedError
+
+
+_SOLVER_SCALARS = {"iterations": "1", "relative_residual": "1"}
+
+
+# -- Darcy ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DarcyParameters:
+    """Darcy flow on the unit square (see :mod:`pdekit.classical.darcy`)."""
+
+    size: int = 85
+    fine_size: int = 421
+    alpha: float = 2.0
+    tau: float = 3.0
+    values: tuple = (12.0, 3.0)
+    forcing: float = 1.0
+
+    def __post_init__(self):
+        if self.size < 3 or self.fine_size < self.size:
+            raise ValueError(f"need 3 <= size <= fine_size, got size={self.size}, fine_size={self.fine_size}")
+        if (self.fine_size - 1) % (self.size - 1):
+            raise ValueError(
+                f"(fine_size - 1) must be a multiple of (size - 1) so the coarse grid is a "
+                f"subset of the fine one, got fine_size={self.fine_size}, size={self.size}"
+            )
+        if len(self.values) != 2 or min(self.values) <= 0:
+            raise ValueError(f"`values` must be two positive numbers, got {self.values}")
+        if self.alpha <= 0 or self.tau <= 0:
+            raise ValueError("`alpha` and `tau` must be positive")
+
+
+class DarcyProblem(Problem):
+    name = "darcy"
+    Parameters = DarcyParameters
+    description = "-div(a grad u) = f on (0,1)^2, u = 0 on the boundary; a thresholded GRF"
+
+    def layout(self, params: DarcyParameters) -> Layout:
+        x = np.linspace(0.0, 1.0, params.size)
+        return Layout(
+            fields=[FieldSpec("a", ("x", "y"), "input", "1", "diffusion coefficient"),
+                    FieldSpec("u", ("x", "y"), "output", "1", "pressure")],
+            coords={"x": x, "y": x.copy()},
+            scalars=dict(_SOLVER_SCALARS),
+        )
+
+    def sample(self, params: DarcyParameters, solver, rng):
+        a = darcy.darcy_coefficient(params.fine_size, rng, alpha=params.alpha, tau=params.tau,
+                                    values=params.values)
+        u, solution = darcy.solve_darcy(a, params.forcing, rtol=solver.rtol, method=solver.method)
+        factor = (params.fine_size - 1) // (params.size - 1)
+        return (
+            {"a": darcy.subsample(a, factor), "u": darcy.subsample(u, factor)},
+            {"iterations": solution.iterations, "relative_residual": solution.relative_residual},
+        )
+
+
+# -- Poisson ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PoissonParameters:
+    """Poisson ``-Laplacian u = f`` on the unit square/cube with a random right-hand side and
+    optional random solid obstacles (spheres and boxes; Neumann at their faces)."""
+
+    shape: tuple = (64, 64)
+    bc: Any = "dirichlet"
+    rhs_alpha: float = 2.0
+    rhs_tau: float = 3.0
+    obstacle_fraction: float = 0.0
+    obstacle_kinds: tuple = ("sphere", "box")
+    obstacle_radius: tuple = (0.03, 0.1)
+
+    def __post_init__(self):
+        if len(self.shape) not in (2, 3) or any(not isinstance(n, int) or n < 2 for n in self.shape):
+            raise ValueError(f"`shape` must be 2 or 3 integers >= 2, got {self.shape}")
+        bc = self.bc
+        if isinstance(bc, list):
+            object.__setattr__(self, "bc", tuple(tuple(b) if isinstance(b, list) else b for b in bc))
+        _normalize_bc(self.bc, len(self.shape))
+        if not 0 <= self.obstacle_fraction <= 0.9:
+            raise ValueError(f"`obstacle_fraction` must lie in [0, 0.9], got {self.obstacle_fraction}")
+
+
+class PoissonProblem(Problem):
+    name = "poisson"
+    Parameters = PoissonParameters
+    description = "-Laplacian u = f with a Gaussian-random-field f, optional solid obstacles"
+
+    def layout(self, params: PoissonParameters) -> Layout:
+        names = ("x", "y", "z")[: len(params.shape)]
+        coords = poisson.grid_coordinates(params.shape, params.bc)
+        fields = [FieldSpec("f", names, "input", "1", "source")]
+        if params.obstacle_fraction > 0:
+            fields.append(FieldSpec("solid", names, "mask", "1", "solid cells (1) and fluid (0)"))
+        fields.append(FieldSpec("u", names, "output", "1", "solution (zero on solid cells)"))
+        scalars = dict(_SOLVER_SCALARS)
+        if params.obstacle_fraction > 0:
+            scalars["solid_fraction"] = "1"
+        return Layout(fields=fields, coords=dict(zip(names, coords, strict=True)), scalars=scalars)
+
+    def sample(self, params: PoissonParameters, solver, rng):
+        shape = tuple(params.shape)
+        solid = None
+        if params.obstacle_fraction > 0:
+            lo = [b if isinstance(b, str) else b[0] for b in _normalize_bc(params.bc, len(shape))]
+            anchor = next((d for d, kind in enumerate(lo) if kind == "dirichlet"), None)
+            solid = poisson.random_obstacles(
+                shape, rng, fraction=params.obstacle_fraction, kinds=params.obstacle_kinds,
+                radius=tuple(params.obstacle_radius), anchor_axis=anchor,
+            )
+        f = gaussian_random_field(shape, rng, alpha=params.rhs_alpha, tau=params.rhs_tau)
+        A = poisson.operator(shape, bc=params.bc, solid=solid)
+        solution = poisson.solve(A, f, rtol=solver.rtol, method=solver.method)
+        fields = {"f": f if solid is None else np.where(solid, 0.0, f)}
+        scalars = {"iterations": solution.iterations,
+                   "relative_residual": solution.relative_residual}
+        if solid is not None:
+            fields["solid"] = solid.astype(np.int8)
+            scalars["solid_fraction"] = float(solid.mean())
+        fields["u"] = solution.u.cpu().numpy()
+        return fields, scalars
+
+
+# -- Antiderivative --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AntiderivativeParameters:
+    """``ds/dx = u``, ``s(0) = 0`` on [0, 1] with ``u`` a zero-mean Gaussian process (RBF
+    kernel), the DeepONet benchmark of Lu et al. (2021)."""
+
+    sensors: int = 100
+    length_scale: float = 0.2
+    refinement: int = 10
+
+    def __post_init__(self):
+        if self.sensors < 2 or self.refinement < 1:
+            raise ValueError("`sensors` must be >= 2 and `refinement` >= 1")
+        if self.length_scale <= 0:
+            raise ValueError("`length_scale` must be positive")
+
+
+class AntiderivativeProblem(Problem):
+    name = "antiderivative"
+    Parameters = AntiderivativeParameters
+    description = "s(x) = integral of u from 0 to x; u a Gaussian process with RBF kernel"
+
+    def layout(self, params: AntiderivativeParameters) -> Layout:
+        return Layout(
+            fields=[FieldSpec("u", ("x",), "input", "1", "input function at the sensors"),
+                    FieldSpec("s", ("x",), "output", "1", "antiderivative at the sensors")],
+            coords={"x": np.linspace(0.0, 1.0, params.sensors)},
+        )
+
+    def sample(self, params: AntiderivativeParameters, solver, rng):
+        # u is drawn on a fine grid that contains the sensors; s is the exact integral of its
+        # piecewise-linear interpolant (cumulative trapezoid rule).
+        fine = np.linspace(0.0, 1.0, (params.sensors - 1) * params.refinement + 1)
+        u = rbf_gaussian_process(fine, rng, length_scale=params.length_scale)
+        s = np.concatenate([[0.0], np.cumsum(0.5 * (u[1:] + u[:-1]) * np.diff(fine))])
+        return {"u": u[:: params.refinement], "s": s[:: params.refinement]}, {}
+
+
+PROBLEMS: dict[str, Problem] = {
+    problem.name: problem for problem in (DarcyProblem(), PoissonProblem(), AntiderivativeProblem())
+}
+
