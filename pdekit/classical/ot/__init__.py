@@ -6,6 +6,14 @@ All solvers take marginals ``a`` (``(n,)`` or ``(B, n)``), ``b`` and a cost ``C`
 return an :class:`OTResult`.
 """
 
+from pdekit.classical.ot.costs import (
+    euclidean_cost,
+    grid_cost,
+    grid_points,
+    image_distribution,
+    l1_cost,
+    squared_euclidean_cost,
+)
 from pdekit.classical.ot.newton import sinkhorn_newton_sparse
 from pdekit.classical.ot.result import OTResult, OTStatus
 from pdekit.classical.ot.sinkhorn import sinkhorn
@@ -13,6 +21,12 @@ from pdekit.classical.ot.sinkhorn import sinkhorn
 __all__ = [
     "OTResult",
     "OTStatus",
+    "euclidean_cost",
+    "grid_cost",
+    "grid_points",
+    "image_distribution",
+    "l1_cost",
     "sinkhorn",
     "sinkhorn_newton_sparse",
+    "squared_euclidean_cost",
 ]
