@@ -17,6 +17,7 @@ from pdekit.classical.ot.costs import (
 from pdekit.classical.ot.newton import sinkhorn_newton_sparse
 from pdekit.classical.ot.result import OTResult, OTStatus
 from pdekit.classical.ot.sinkhorn import sinkhorn
+from pdekit.classical.ot.sparse_constrained import sparsity_constrained_ot
 
 __all__ = [
     "OTResult",
@@ -28,5 +29,6 @@ __all__ = [
     "l1_cost",
     "sinkhorn",
     "sinkhorn_newton_sparse",
+    "sparsity_constrained_ot",
     "squared_euclidean_cost",
 ]
