@@ -6,6 +6,7 @@ Each benchmark runs ours and the peers on the same work in one process and retur
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +29,25 @@ class Benchmark:
     table: Callable[[BenchmarkReport], str]
 
 
-def _linalg() -> Benchmark:
-    from pdekit.bench import linalg
+def _module_benchmark(name: str, module: str, description: str) -> Callable[[], Benchmark]:
+    """A lazily imported benchmark module exposing ``run``, ``plot`` and ``summary_table``."""
 
-    return Benchmark("linalg", "SpMV and CG: ours vs SciPy, torch CSR and PyAMG",
-                     linalg.run, linalg.plot, linalg.summary_table)
+    def load() -> Benchmark:
+        mod = importlib.import_module(f"pdekit.bench.{module}")
+        return Benchmark(name, description, mod.run, mod.plot, mod.summary_table)
+
+    return load
 
 
-BENCHMARKS: dict[str, Callable[[], Benchmark]] = {"linalg": _linalg}
+BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
+    "linalg": _module_benchmark("linalg", "linalg", "SpMV and CG: ours vs SciPy, torch CSR and PyAMG"),
+    "generate": _module_benchmark("generate", "generate",
+                                  "dataset generation: samples per second, ours vs a SciPy spsolve loop"),
+    "ot": _module_benchmark("ot", "ot", "optimal transport: Sinkhorn and Sinkhorn-Newton-Sparse vs POT"),
+    "train": _module_benchmark("train", "train", "training throughput: the Trainer vs a bare PyTorch loop"),
+    "sor-bandit": _module_benchmark("sor-bandit", "sor_bandit",
+                                    "SOR relaxation factor tuned online by bandits vs fixed omega"),
+}
 
 
 def run_benchmark(

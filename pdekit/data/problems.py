@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from pdekit.classical import darcy, poisson
+from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
 from pdekit.linalg.stencil import _normalize_bc
 
@@ -39,6 +41,15 @@ class Layout:
     fields: list[FieldSpec]
     coords: dict[str, np.ndarray]
     scalars: dict[str, str] = field(default_factory=dict)  # per-sample numbers: name -> units
+
+
+@dataclass
+class EllipticSystem:
+    """The linear system of one sample, and how to turn its solution into stored fields."""
+
+    A: Any  # StencilOperator
+    f: torch.Tensor
+    finish: Any  # (u: numpy array, solver_scalars: dict) -> (fields, scalars)
 
 
 class Problem:
@@ -99,15 +110,29 @@ class DarcyProblem(Problem):
             scalars=dict(_SOLVER_SCALARS),
         )
 
-    def sample(self, params: DarcyParameters, solver, rng):
+    def system(self, params: DarcyParameters, rng) -> EllipticSystem:
         a = darcy.darcy_coefficient(params.fine_size, rng, alpha=params.alpha, tau=params.tau,
                                     values=params.values)
-        u, solution = darcy.solve_darcy(a, params.forcing, rtol=solver.rtol, method=solver.method)
+        A = darcy.darcy_operator(a)
+        f = torch.full(A.grid_shape, float(params.forcing), dtype=A.dtype)
         factor = (params.fine_size - 1) // (params.size - 1)
-        return (
-            {"a": darcy.subsample(a, factor), "u": darcy.subsample(u, factor)},
-            {"iterations": solution.iterations, "relative_residual": solution.relative_residual},
-        )
+
+        def finish(u_interior: np.ndarray, scalars: dict):
+            u = np.zeros_like(a)
+            u[1:-1, 1:-1] = u_interior
+            return {"a": darcy.subsample(a, factor), "u": darcy.subsample(u, factor)}, scalars
+
+        return EllipticSystem(A, f, finish)
+
+    def sample(self, params: DarcyParameters, solver, rng):
+        return _solve_system(self.system(params, rng), solver)
+
+
+def _solve_system(system: EllipticSystem, solver) -> tuple[dict, dict]:
+    solution = solve_elliptic(system.A, system.f, rtol=solver.rtol, method=solver.method)
+    return system.finish(solution.u.cpu().numpy(),
+                         {"iterations": solution.iterations,
+                          "relative_residual": solution.relative_residual})
 
 
 # -- Poisson ---------------------------------------------------------------------------------
@@ -152,7 +177,7 @@ class PoissonProblem(Problem):
             scalars["solid_fraction"] = "1"
         return Layout(fields=fields, coords=dict(zip(names, coords, strict=True)), scalars=scalars)
 
-    def sample(self, params: PoissonParameters, solver, rng):
+    def system(self, params: PoissonParameters, rng) -> EllipticSystem:
         shape = tuple(params.shape)
         solid = None
         if params.obstacle_fraction > 0:
@@ -163,16 +188,22 @@ class PoissonProblem(Problem):
                 radius=tuple(params.obstacle_radius), anchor_axis=anchor,
             )
         f = gaussian_random_field(shape, rng, alpha=params.rhs_alpha, tau=params.rhs_tau)
-        A = poisson.operator(shape, bc=params.bc, solid=solid)
-        solution = poisson.solve(A, f, rtol=solver.rtol, method=solver.method)
-        fields = {"f": f if solid is None else np.where(solid, 0.0, f)}
-        scalars = {"iterations": solution.iterations,
-                   "relative_residual": solution.relative_residual}
         if solid is not None:
-            fields["solid"] = solid.astype(np.int8)
-            scalars["solid_fraction"] = float(solid.mean())
-        fields["u"] = solution.u.cpu().numpy()
-        return fields, scalars
+            f = np.where(solid, 0.0, f)
+        A = poisson.operator(shape, bc=params.bc, solid=solid)
+
+        def finish(u: np.ndarray, scalars: dict):
+            fields = {"f": f}
+            if solid is not None:
+                fields["solid"] = solid.astype(np.int8)
+                scalars = {**scalars, "solid_fraction": float(solid.mean())}
+            fields["u"] = u
+            return fields, scalars
+
+        return EllipticSystem(A, torch.from_numpy(f), finish)
+
+    def sample(self, params: PoissonParameters, solver, rng):
+        return _solve_system(self.system(params, rng), solver)
 
 
 # -- Antiderivative --------------------------------------------------------------------------

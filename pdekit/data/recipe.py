@@ -32,12 +32,16 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Recipe", "RecipeError", "SolverSettings", "load_recipe", "validate_dataclass"]
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Recipe", "RecipeError", "SolverSettings", "load_recipe", "read_toml", "validate_dataclass"]
 
 
 class RecipeError(ValueError):
@@ -190,13 +194,18 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
                   solver=solver)
 
 
-def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read and validate a TOML recipe."""
+def read_toml(path: str | os.PathLike, what: str = "recipe") -> dict:
+    """The table of a TOML file; a missing file or invalid TOML is a :class:`RecipeError`."""
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"recipe {str(path)!r} does not exist")
+        raise RecipeError(f"{what} {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError(f"recipe {path.name}: invalid TOML: {err}") from None
-    return recipe_from_dict(data, where=f"recipe {path.name}")
+        raise RecipeError(f"{what} {path.name}: invalid TOML: {err}") from None
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Read and validate a TOML recipe."""
+    data = read_toml(path)
+    return recipe_from_dict(data, where=f"recipe {Path(path).name}")
