@@ -6,4 +6,15 @@ learned solvers trained and evaluated against them.
 
 from pdekit._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+
+def load(path, *, expected: str | None = None, device: str = "cpu"):
+    """Rebuild the model of any pdekit checkpoint (shipped or trained), in eval mode.
+
+    ``expected``: the registry name the checkpoint must hold (e.g. ``"deeponet"``).
+    See :func:`pdekit.models.load_model`.
+    """
+    from pdekit.models import load_model
+
+    return load_model(path, expected=expected, device=device)

@@ -104,6 +104,9 @@ def _cmd_bench(args) -> int:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
         options["problems"] = args.problems.split(",")
+    for name in ("sequence", "instances", "seeds"):  # benchmark-specific options, when given
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
     run_benchmark(args.name, device=args.device, json_path=json_path, plot_path=args.plot,
                   **options)
@@ -200,6 +203,56 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from pdekit.train import train_from_recipe
+
+    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    trainer = train_from_recipe(args.recipe, out=args.out, device=args.device, resume=args.resume,
+                                progress=not args.no_progress, workers=args.workers, **overrides)
+    if trainer.rank == 0:
+        print(f"trained to epoch {trainer.epoch}; best test relative L2 {trainer.best:.4g}; "
+              f"checkpoints in {trainer.out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from pdekit.data import open_dataset
+    from pdekit.models import load_checkpoint, load_model
+    from pdekit.train import evaluate, plot_predictions
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
+    data = load_checkpoint(path)
+    meta = data.get("metadata", {})
+    folder = args.dataset or meta.get("dataset")
+    if folder is None:
+        raise FileNotFoundError("pdekit evaluate: the checkpoint names no dataset; pass --dataset DIR")
+    if not Path(folder).exists():
+        raise FileNotFoundError(f"pdekit evaluate: the dataset {folder!r} does not exist "
+                                "(generate it with `pdekit generate`, or pass --dataset DIR)")
+    split = args.split or meta.get("test_split", "test")
+    dataset = open_dataset(folder, split)
+    model = load_model(path, device=args.device)
+    inputs, outputs = meta.get("inputs") or dataset.inputs, meta.get("outputs") or dataset.outputs
+    result = evaluate(model, dataset, inputs=inputs, outputs=outputs, device=args.device)
+    result.update({"checkpoint": str(path), "model": data["model"], "dataset": str(folder), "split": split})
+    m = result["metrics"]
+    print(f"{data['model']} on {folder} ({split}, {m['samples']} samples): relative L2 "
+          f"{m['relative_l2']:.4g} +- {m['relative_l2_std']:.2g} (median {m['relative_l2_median']:.4g}), "
+          f"MSE {m['mse']:.3g}, {m['seconds_per_sample'] * 1e3:.3g} ms per sample")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    plot = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
+    if plot is not None:
+        written = plot_predictions(model, dataset, plot, inputs=inputs, outputs=outputs,
+                                   samples=range(min(3, len(dataset))), device=args.device)
+        print(f"wrote {written}")
+    return 0
+
+
 def _cmd_info(args) -> int:
     import scipy
 
@@ -249,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(handler=_cmd_solve)
 
     bench = sub.add_parser("bench", help="run a benchmark (ours vs peers) and write JSON + plot")
-    bench.add_argument("name", help="benchmark name, e.g. linalg")
+    bench.add_argument("name", help="benchmark name: linalg, generate, train, ot, sor-bandit")
     bench.add_argument("--json", help="output JSON path (default runs/bench/NAME.json)")
     bench.add_argument("--plot", help="output PNG path (default next to the JSON)")
     bench.add_argument("--device", default="cpu")
@@ -257,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--problems", help="comma-separated problem names, e.g. poisson3d-64")
     bench.add_argument("--rtol", type=float, default=None, help="solver tolerance (default 1e-6)")
     bench.add_argument("--quick", action="store_true", help="tiny problems (a smoke run)")
+    bench.add_argument("--sequence", default=None, help="sor-bandit: the sequence (shifted, heat)")
+    bench.add_argument("--instances", type=int, default=None,
+                       help="sor-bandit: number of systems in the sequence")
+    bench.add_argument("--seeds", type=int, default=None, help="number of seeds to average over")
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser("demo", help="the main job: see pdekit work end to end")
@@ -293,6 +350,32 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder (one file per split)")
     export.set_defaults(handler=_cmd_export)
 
+    train = sub.add_parser(
+        "train", help="train a learned solver from a recipe (solvers/*.toml)",
+        description="Train the model of a recipe on its dataset (generated first when the recipe "
+                    "names a dataset recipe). Writes metrics.jsonl, best.pt and last.pt to --out.")
+    train.add_argument("recipe", help="training recipe, e.g. solvers/deeponet-antiderivative.toml")
+    train.add_argument("--out", default=None, help="run folder (default runs/<recipe name>)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="processes generating the dataset if it is missing")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate a checkpoint on a dataset (relative L2 per sample, plots)",
+        description="Evaluate a trained model (a run folder or a .pt checkpoint) on a dataset's "
+                    "test split: relative L2 per sample with mean and spread, other metrics, a PNG.")
+    evaluate.add_argument("checkpoint", help="run folder (uses best.pt) or checkpoint file")
+    evaluate.add_argument("--dataset", default=None, help="dataset folder (default: the one trained on)")
+    evaluate.add_argument("--split", default=None, help="split to evaluate (default test)")
+    evaluate.add_argument("--json", default=None, help="write the metrics JSON here")
+    evaluate.add_argument("--plot", default=None, help="PNG of predictions (default next to --json)")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
     info = sub.add_parser("info", help="versions and devices, or a dataset's summary and integrity")
     info.add_argument("path", nargs="?", default=None, help="a dataset folder")
     info.set_defaults(handler=_cmd_info)
@@ -308,8 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from pdekit.classical.elliptic import SolveError
     from pdekit.data import DatasetExistsError, RecipeError
+    from pdekit.models import CheckpointError
 
-    expected = (RecipeError, DatasetExistsError, SolveError, PermissionError, FileNotFoundError)
+    expected = (RecipeError, DatasetExistsError, SolveError, PermissionError, FileNotFoundError,
+                CheckpointError)
     try:
         return args.handler(args)
     except expected as err:  # user errors: one clear line, no traceback

@@ -1,0 +1,155 @@
+"""``pdekit bench train``: the Trainer's throughput against a bare PyTorch loop.
+
+Both train the same model (a DeepONet with a CNN branch, the Darcy architecture, or a
+MultiONet) on the same in-memory data (random fields ``(N, 1, n, n)``), with the same Adam
+optimiser, relative-L2 loss, batch size and sample order, for the same number of epochs. The
+bare loop is the few lines a user would write; the Trainer adds its bookkeeping (loss
+accumulation, metrics, RNG-derived order, scheduler hooks). Reported: samples per second of
+each and the Trainer's overhead ``1 - ours / bare`` (no test set, nothing written to disk).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from pdekit.bench.record import BenchmarkReport, describe_device, format_table, synchronize
+from pdekit.models import DeepONet, MultiONet
+from pdekit.train import Trainer
+from pdekit.train.batches import epoch_permutation
+from pdekit.train.metrics import relative_l2
+
+__all__ = ["run"]
+
+
+class _Fields(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+        self.field_info = {"a": {"role": "input"}, "u": {"role": "output"}}
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"a": self.x[i, 0], "u": self.y[i, 0]}
+
+
+def _model(name: str, n: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name == "deeponet-cnn":
+        return DeepONet([128, 128], [2, 128, 128], branch_type="cnn", grid_shape=(n, n))
+    return MultiONet(n * n, 2, [128, 128, 128])
+
+
+def _bare_loop(model, x, y, epochs: int, batch_size: int, device) -> float:
+    """The loop a user writes by hand; returns seconds."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    synchronize(device)
+    started = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = epoch_permutation(len(x), 0, epoch)
+        for i in range(0, len(x), batch_size):
+            index = order[i:i + batch_size]
+            xb, yb = x[index].to(device), y[index].to(device)
+            loss = relative_l2(model(xb), yb).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def run(
+    device: str | torch.device = "cpu",
+    *,
+    problems: list[str] | None = None,
+    quick: bool = False,
+    echo=print,
+    **_unused,
+) -> BenchmarkReport:
+    """Samples per second of :class:`~pdekit.train.Trainer` and of a bare loop.
+
+    Parameters
+    ----------
+    problems : list of str, optional
+        Models: ``deeponet-cnn`` (Darcy DeepONet) and/or ``multionet``.
+    quick : bool
+        A small grid and few epochs (a smoke run).
+    """
+    device = torch.device(device)
+    problems = problems or ["deeponet-cnn", "multionet"]
+    unknown = [p for p in problems if p not in ("deeponet-cnn", "multionet")]
+    if unknown:
+        raise ValueError(f"bench train: unknown problem {unknown[0]!r}; available: deeponet-cnn, multionet")
+    n, count, epochs, batch = (29, 64, 2, 16) if quick else (85, 400, 3, 20)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(count, 1, n, n, generator=g)
+    y = torch.rand(count, 1, n, n, generator=g)
+    report = BenchmarkReport("train", describe_device(device))
+    echo(f"device: {report.device}; {count} samples of {n}x{n}, batch {batch}, {epochs} epochs")
+    for name in problems:
+        for method in ("bare-pytorch-loop", "pdekit-trainer", "bare-pytorch-loop", "pdekit-trainer"):
+            model = _model(name, n).to(device)
+            if method == "bare-pytorch-loop":
+                _bare_loop(model, x, y, 1, batch, device)  # warm-up
+                seconds = _bare_loop(_model(name, n).to(device), x, y, epochs, batch, device)
+            else:
+                trainer = Trainer(model, _Fields(x, y), epochs=epochs, batch_size=batch, normalization="none",
+                                  device=device, progress=False, amp=False)
+                trainer.train_epoch(0)  # warm-up
+                trainer = Trainer(_model(name, n), _Fields(x, y), epochs=epochs, batch_size=batch,
+                                  normalization="none", device=device, progress=False, amp=False)
+                synchronize(device)
+                started = time.perf_counter()
+                trainer.fit()
+                synchronize(device)
+                seconds = time.perf_counter() - started
+            report.add(f"{name}-{n}", method, seconds=seconds, samples_per_second=epochs * count / seconds)
+            echo(f"[{name}] {method}: {epochs * count / seconds:.1f} samples/s")
+    _summarise(report)
+    return report
+
+
+def _summarise(report: BenchmarkReport) -> None:
+    """Keep the best of the two runs of each method; add the Trainer's overhead."""
+    best: dict[tuple[str, str], dict] = {}
+    for r in report.records:
+        key = (r["problem"], r["method"])
+        if key not in best or r["samples_per_second"] > best[key]["samples_per_second"]:
+            best[key] = r
+    report.records[:] = list(best.values())
+    for r in report.records:
+        bare = best[(r["problem"], "bare-pytorch-loop")]["samples_per_second"]
+        r["overhead"] = 1 - r["samples_per_second"] / bare
+
+
+def plot(report: BenchmarkReport, path: str | Path) -> Path:
+    """Bars of samples per second per model, bare loop and Trainer side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problems = list(dict.fromkeys(r["problem"] for r in report.records))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, method in enumerate(("bare-pytorch-loop", "pdekit-trainer")):
+        values = [next(r["samples_per_second"] for r in report.records
+                       if r["problem"] == p and r["method"] == method) for p in problems]
+        ax.bar([i + 0.4 * k for i in range(len(problems))], values, width=0.4, label=method)
+    ax.set_xticks([i + 0.2 for i in range(len(problems))], problems)
+    ax.set_ylabel("training samples per second")
+    ax.legend()
+    ax.set_title(f"pdekit bench train ({report.device})", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summary_table(report: BenchmarkReport) -> str:
+    """Samples per second and the Trainer's overhead against the bare loop."""
+    return format_table(report.records, ["problem", "method", "seconds", "samples_per_second", "overhead"])

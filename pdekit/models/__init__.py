@@ -1,0 +1,23 @@
+"""Layer 2: learned solvers as ``torch.nn.Module``s, each registered by name so that
+checkpoints rebuild them with no code (:func:`load_model`)."""
+
+from pdekit.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from pdekit.models.deeponet import DeepONet
+from pdekit.models.multionet import MultiONet
+from pdekit.models.normalization import NormalizedModel
+from pdekit.models.registry import MODELS, build_model, model_arguments, model_name, register_model
+
+__all__ = [
+    "MODELS",
+    "CheckpointError",
+    "DeepONet",
+    "MultiONet",
+    "NormalizedModel",
+    "build_model",
+    "load_checkpoint",
+    "load_model",
+    "model_arguments",
+    "model_name",
+    "register_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,48 @@
+"""Gaussian normalisation of a field-to-field model's inputs and outputs, kept in the model.
+
+``NormalizedModel(model, ...)`` computes ``model((x - mu_x) / sigma_x) * sigma_y + mu_y``, so
+losses are taken on de-normalised outputs (as in the FNO and LSM papers) and a loaded
+checkpoint predicts physical fields directly. The statistics are buffers (saved, moved with
+``.to()``), per grid point (``(C, *grid)``) or per field (``(C, 1, ..., 1)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["NormalizedModel"]
+
+
+class NormalizedModel(nn.Module):
+    """Wrap ``model`` with input and output Gaussian normalisation.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A registered pdekit model taking ``(B, C_in, *grid)`` to ``(B, C_out, *grid)``.
+    input_mean, input_std, output_mean, output_std : torch.Tensor
+        Statistics broadcastable against ``(C, *grid)``; standard deviations are clamped
+        below at ``eps``.
+
+    Shapes:
+        ``(B, C_in, *grid) -> (B, C_out, *grid)``
+    """
+
+    def __init__(self, model: nn.Module, input_mean: torch.Tensor, input_std: torch.Tensor,
+                 output_mean: torch.Tensor, output_std: torch.Tensor, eps: float = 1e-6):
+        super().__init__()
+        self.model = model
+        self.register_buffer("input_mean", torch.as_tensor(input_mean, dtype=torch.float32).clone())
+        self.register_buffer("input_std", torch.as_tensor(input_std, dtype=torch.float32).clamp_min(eps))
+        self.register_buffer("output_mean", torch.as_tensor(output_mean, dtype=torch.float32).clone())
+        self.register_buffer("output_std", torch.as_tensor(output_std, dtype=torch.float32).clamp_min(eps))
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """The four statistics tensors (what a checkpoint stores)."""
+        return {name: getattr(self, name).detach().cpu()
+                for name in ("input_mean", "input_std", "output_mean", "output_std")}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.input_mean) / self.input_std
+        return self.model(x) * self.output_std + self.output_mean

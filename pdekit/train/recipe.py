@@ -1,0 +1,168 @@
+"""Training recipes: one TOML file per training run (``solvers/*.toml``).
+
+::
+
+    name = "deeponet-darcy"
+    dataset = "datasets/darcy.toml"     # a dataset recipe (generated into data_dir when
+    data_dir = "data/darcy"             # missing) or a dataset folder
+    inputs = ["a"]                      # optional: default the dataset's input fields
+    outputs = ["u"]
+
+    [model]                             # a registered model: its name and constructor arguments
+    name = "deeponet"
+    branch = [128, 128]
+    trunk = [2, 128, 128]
+
+    [training]                          # pdekit.train.TrainingSettings
+    epochs = 200
+    lr = 1e-3
+
+Unknown keys (at the top, in ``[training]``, or model arguments the model does not take) are
+errors naming the key and the valid ones. Relative paths are taken from the working
+directory, else from the folder above the recipe's (the repository root for ``solvers/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pdekit.data import RecipeError, generate, load_recipe, open_dataset
+from pdekit.data.recipe import read_toml, validate_dataclass
+from pdekit.models.registry import MODELS, build_model
+from pdekit.train.trainer import Trainer, TrainingSettings
+
+__all__ = ["TrainRecipe", "load_train_recipe", "train_from_recipe"]
+
+_TOP_KEYS = {"name", "description", "dataset", "data_dir", "dataset_samples", "train_split", "test_split",
+             "inputs", "outputs", "model", "training"}
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """A validated training recipe (see the module docstring)."""
+
+    name: str
+    dataset: str
+    model: str
+    arguments: dict
+    training: TrainingSettings
+    description: str = ""
+    data_dir: str | None = None
+    dataset_samples: int | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    inputs: list[str] | None = None
+    outputs: list[str] | None = None
+    base: str = field(default=".", compare=False)  # folder that relative paths fall back to
+
+    def to_dict(self) -> dict:
+        """The resolved recipe as plain data (saved next to the run)."""
+        out = dataclasses.asdict(self)
+        out.pop("base")
+        return out
+
+
+def _model_parameters(name: str) -> set[str]:
+    signature = inspect.signature(MODELS[name].__init__)
+    return {p for p in signature.parameters if p != "self"}
+
+
+def recipe_from_dict(data: dict, where: str = "training recipe", base: str = ".") -> TrainRecipe:
+    """Validate a training recipe given as a dictionary."""
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise RecipeError(f"{where}: unknown key {unknown[0]!r}; valid keys are {sorted(_TOP_KEYS)}")
+    for key in ("name", "dataset", "model"):
+        if key not in data:
+            raise RecipeError(f"{where}: missing required key {key!r}")
+    model = dict(data["model"])
+    name = model.pop("name", None)
+    if name not in MODELS:
+        raise RecipeError(f"{where}: [model] name must be one of {sorted(MODELS)}, got {name!r}")
+    bad = sorted(set(model) - _model_parameters(name))
+    if bad:
+        raise RecipeError(f"{where}: [model] {name!r} takes no argument {bad[0]!r}; valid: "
+                          f"{sorted(_model_parameters(name))}")
+    training = validate_dataclass(TrainingSettings, data.get("training", {}), f"{where}: [training]")
+    for key in ("inputs", "outputs"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise RecipeError(f"{where}: `{key}` must be a list of field names, got {value!r}")
+    samples = data.get("dataset_samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise RecipeError(f"{where}: `dataset_samples` must be a positive integer, got {samples!r}")
+    return TrainRecipe(
+        name=data["name"], dataset=data["dataset"], model=name, arguments=model, training=training,
+        description=data.get("description", ""), data_dir=data.get("data_dir"), dataset_samples=samples,
+        train_split=data.get("train_split", "train"), test_split=data.get("test_split", "test"),
+        inputs=data.get("inputs"), outputs=data.get("outputs"), base=base,
+    )
+
+
+def load_train_recipe(path: str | os.PathLike) -> TrainRecipe:
+    """Read and validate a TOML training recipe."""
+    path = Path(path)
+    data = read_toml(path, "training recipe")
+    return recipe_from_dict(data, f"training recipe {path.name}", base=str(path.resolve().parent.parent))
+
+
+def _resolve(path: str, base: str) -> Path:
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    fallback = Path(base) / candidate
+    return fallback if fallback.exists() else candidate
+
+
+def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1) -> Path:
+    """The dataset folder of ``recipe``: generated from its dataset recipe when needed (with
+    ``workers`` processes; more than one needs the ``if __name__ == "__main__"`` idiom in scripts)."""
+    source = _resolve(recipe.dataset, recipe.base)
+    if source.suffix != ".toml":
+        if not source.is_dir():
+            raise FileNotFoundError(f"train: the dataset folder {str(source)!r} does not exist")
+        return source
+    dataset_recipe = load_recipe(source)
+    name = dataset_recipe.name
+    if recipe.dataset_samples is not None:
+        dataset_recipe = dataset_recipe.replace(samples=recipe.dataset_samples)
+        name = f"{name}-n{recipe.dataset_samples}"
+    folder = Path(recipe.data_dir or Path("data") / name)
+    generate(dataset_recipe, folder, workers=workers, progress=progress)
+    return folder
+
+
+def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.PathLike | None = None,
+                      device: str = "cpu", resume: bool = False, progress: bool = True,
+                      workers: int = 1, **overrides) -> Trainer:
+    """Run (or resume) the training of ``recipe``; return the finished :class:`Trainer`.
+
+    ``out`` defaults to ``runs/<name>``; the resolved recipe is written there as
+    ``recipe.json``. ``overrides`` replace ``[training]`` settings (e.g. ``epochs=5``);
+    ``workers`` processes generate the dataset if it is missing.
+    """
+    if not isinstance(recipe, TrainRecipe):
+        recipe = load_train_recipe(recipe)
+    if overrides:
+        recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, **overrides))
+    out = Path(out or Path("runs") / recipe.name)
+    folder = prepare_dataset(recipe, progress=progress, workers=workers)
+    train = open_dataset(folder, recipe.train_split)
+    test = open_dataset(folder, recipe.test_split)
+    torch.manual_seed(recipe.training.seed)
+    model = build_model(recipe.model, **recipe.arguments)
+    metadata = {"recipe": recipe.to_dict(), "dataset": str(folder), "test_split": recipe.test_split}
+    trainer = Trainer(model, train, test, recipe.training, inputs=recipe.inputs, outputs=recipe.outputs,
+                      out=out, device=device, resume=resume, metadata=metadata, progress=progress)
+    if trainer.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2, default=str) + "\n")
+    trainer.fit()
+    return trainer

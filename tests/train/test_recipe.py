@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from pdekit.cli import main
+from pdekit.data import RecipeError
+from pdekit.train.recipe import load_train_recipe
+from tests.data.recipes import DARCY, write_recipe
+
+TRAIN = """
+name = "tiny-deeponet"
+dataset = "{dataset}"
+data_dir = "{data_dir}"
+
+[model]
+name = "deeponet"
+branch = [81, 32, 32]
+trunk = [2, 32, 32]
+
+[training]
+epochs = 3
+batch_size = 2
+lr = 1e-3
+"""
+
+
+def _recipe(tmp_path, text=TRAIN, **fields):
+    dataset = write_recipe(tmp_path, DARCY, "darcy.toml")
+    body = text.format(dataset=dataset, data_dir=tmp_path / "data")
+    for key, value in fields.items():
+        body = body.replace(f"[{key}]", f"[{key}]\n{value}")
+    path = tmp_path / "train.toml"
+    path.write_text(body)
+    return path
+
+
+def test_unknown_keys_and_model_arguments_are_named(tmp_path):
+    with pytest.raises(RecipeError, match="unknown key 'optimiser'"):
+        load_train_recipe(_recipe(tmp_path, TRAIN + 'optimiser = "adam"\n'))
+    with pytest.raises(RecipeError, match="takes no argument 'depth'"):
+        load_train_recipe(_recipe(tmp_path, model="depth = 3"))
+    with pytest.raises(RecipeError, match=r"\[training\]: unknown key 'epoch'"):
+        load_train_recipe(_recipe(tmp_path, training="epoch = 3"))
+    with pytest.raises(RecipeError, match="name must be one of"):
+        load_train_recipe(_recipe(tmp_path, TRAIN.replace('name = "deeponet"', 'name = "fno9"')))
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_train_recipe(tmp_path / "missing.toml")
+
+
+def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(run), "--no-progress", "--workers", "1"]) == 0
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file() and (run / "recipe.json").is_file()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["per_sample"]) == 2  # the tiny recipe's test split
+    assert result["metrics"]["relative_l2"] == pytest.approx(sum(result["per_sample"]) / 2)
+    assert {"relative_l2_std", "mse", "nrmse", "frequency_rmse_low"} <= set(result["metrics"])
+    assert (tmp_path / "eval.png").stat().st_size > 0
+    # resuming a finished run trains no further epoch; more epochs continue from the last
+    assert main(["train", str(recipe), "--out", str(run), "--resume", "--epochs", "4", "--no-progress"]) == 0
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_common_mistakes_get_one_clear_line(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nope.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["evaluate", str(tmp_path / "junk.pt")]) == 2
+    assert "not a readable pdekit checkpoint" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+import pdekit
+from pdekit.models import DeepONet
+from pdekit.train import Trainer, TrainingSettings
+from tests.train.tiny import AntiderivativeData
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return DeepONet([16, 64, 64], [1, 64, 64])
+
+
+def _trainer(tmp_path, epochs, resume=False, **kw):
+    settings = dict(epochs=epochs, batch_size=16, lr=3e-3, normalization="field", progress=False)
+    settings.update(kw)
+    progress = settings.pop("progress")
+    return Trainer(_model(), AntiderivativeData(64, 0), AntiderivativeData(32, 1), out=tmp_path,
+                   resume=resume, progress=progress, **settings)
+
+
+def test_short_training_reduces_the_test_error_by_a_large_factor(tmp_path):
+    trainer = _trainer(tmp_path, epochs=300, batch_size=64, lr=1e-3, normalization="none", eval_every=50)
+    before = trainer.evaluate()["test_relative_l2"]
+    history = trainer.fit()
+    after = history[-1]["test_relative_l2"]
+    assert after < before / 10, (before, after)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(1, 301))
+    assert sum("test_relative_l2" in r for r in lines) == 6  # every 50 epochs
+    assert lines[-1]["test_relative_l2"] == pytest.approx(after)
+    assert {"train_loss", "samples_per_second", "lr", "test_mse"} <= set(lines[-1])
+
+
+def test_checkpoints_rebuild_the_model_with_no_code(tmp_path):
+    trainer = _trainer(tmp_path, epochs=5)
+    trainer.fit()
+    model = pdekit.load(tmp_path / "last.pt", expected="deeponet")
+    x = torch.randn(4, 1, 16)
+    trainer.model.eval()
+    torch.testing.assert_close(model(x), trainer.model(x), rtol=0, atol=0)
+    best = pdekit.load(tmp_path / "best.pt")
+    assert best.metadata["inputs"] == ["u"] and best.metadata["outputs"] == ["s"]
+    assert best.metadata["metrics"]["test_relative_l2"] == pytest.approx(trainer.best)
+
+
+def test_resume_after_a_stop_gives_the_same_final_weights(tmp_path):
+    straight = _trainer(tmp_path / "a", epochs=6, scheduler="step", step_size=2, gamma=0.5)
+    straight.fit()
+    first = _trainer(tmp_path / "b", epochs=3, scheduler="step", step_size=2, gamma=0.5)
+    first.fit()
+    # a new process would start here: build everything again and resume from last.pt
+    second = _trainer(tmp_path / "b", epochs=6, resume=True, scheduler="step", step_size=2, gamma=0.5)
+    assert second.epoch == 3
+    second.fit()
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5, 6]
+
+
+def test_bad_settings_and_missing_resume_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="`loss` must be one of"):
+        TrainingSettings(loss="l1")
+    with pytest.raises(ValueError, match="`epochs` must be >= 1"):
+        TrainingSettings(epochs=0)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        _trainer(tmp_path, epochs=2, resume=True)
+    with pytest.raises(KeyError, match="field 'v' is not in the dataset"):
+        Trainer(_model(), AntiderivativeData(8, 0), inputs=["v"], outputs=["s"], progress=False)
