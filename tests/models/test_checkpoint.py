@@ -25,7 +25,8 @@ def test_normalised_model_round_trip_and_normalisation(tmp_path):
     with torch.no_grad():
         inner.layer_weights.fill_(1.0)
     x = torch.randn(2, 1, 4, 4)
-    expected = inner((x - stats["input_mean"]) / stats["input_std"]) * stats["output_std"] + stats["output_mean"]
+    normalised = (x - stats["input_mean"]) / stats["input_std"]
+    expected = inner(normalised) * stats["output_std"] + stats["output_mean"]
     torch.testing.assert_close(model(x), expected)
     loaded = pdekit.load(save_checkpoint(tmp_path / "n.pt", model), expected="multionet")
     assert isinstance(loaded, NormalizedModel)

@@ -34,14 +34,14 @@ trainer.fit()
 
 def test_two_process_ddp_matches_the_single_process_loss_curve(tmp_path):
     torch.manual_seed(0)
-    single = Trainer(DeepONet([16, 64, 64], [1, 64, 64]), AntiderivativeData(64, 0), AntiderivativeData(32, 1),
-                     **SETTINGS).fit()
+    model = DeepONet([16, 64, 64], [1, 64, 64])
+    single = Trainer(model, AntiderivativeData(64, 0), AntiderivativeData(32, 1), **SETTINGS).fit()
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(SCRIPT.format(settings=repr(SETTINGS))))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(tmp_path / "run")], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(script), str(tmp_path / "run")]
+    run = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == SETTINGS["epochs"]  # only the first process writes

@@ -59,7 +59,8 @@ def test_resume_after_a_stop_gives_the_same_final_weights(tmp_path):
     for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), name
-    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line)["epoch"] for line in lines]
     assert epochs == [1, 2, 3, 4, 5, 6]
 
 
