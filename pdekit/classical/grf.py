@@ -16,6 +16,7 @@ the same field on every platform.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,6 +87,18 @@ def gaussian_random_field(
     return fields if batch is not None else fields[0]
 
 
+@functools.lru_cache(maxsize=8)
+def _rbf_cholesky(points: bytes, length_scale: float, variance: float, jitter: float) -> np.ndarray:
+    """Lower Cholesky factor of the RBF kernel matrix on ``points`` (cached: dataset generation
+    draws thousands of functions on the same points)."""
+    x = np.frombuffer(points, dtype=np.float64)
+    kernel = variance * np.exp(-0.5 * ((x[:, None] - x[None, :]) / length_scale) ** 2)
+    kernel[np.diag_indices_from(kernel)] += jitter * variance
+    factor = scipy.linalg.cholesky(kernel, lower=True)
+    factor.flags.writeable = False
+    return factor
+
+
 def rbf_gaussian_process(
     points: np.ndarray,
     rng: np.random.Generator,
@@ -122,9 +135,7 @@ def rbf_gaussian_process(
         raise ValueError(f"{fn}: `points` must be a non-empty 1-D array, got shape {x.shape}")
     if not length_scale > 0 or not variance > 0:
         raise ValueError(f"{fn}: `length_scale` and `variance` must be positive")
-    kernel = variance * np.exp(-0.5 * ((x[:, None] - x[None, :]) / length_scale) ** 2)
-    kernel[np.diag_indices_from(kernel)] += jitter * variance
-    factor = scipy.linalg.cholesky(kernel, lower=True)
+    factor = _rbf_cholesky(x.tobytes(), float(length_scale), float(variance), float(jitter))
     count = 1 if batch is None else int(batch)
     samples = rng.standard_normal((count, x.size)) @ factor.T
     return samples if batch is not None else samples[0]
