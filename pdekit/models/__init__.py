@@ -3,16 +3,20 @@ checkpoints rebuild them with no code (:func:`load_model`)."""
 
 from pdekit.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from pdekit.models.deeponet import DeepONet
+from pdekit.models.lsm import LatentSpectralModel
 from pdekit.models.multionet import MultiONet
 from pdekit.models.normalization import NormalizedModel
 from pdekit.models.registry import MODELS, build_model, model_arguments, model_name, register_model
+from pdekit.models.unet import UNet
 
 __all__ = [
     "MODELS",
     "CheckpointError",
     "DeepONet",
+    "LatentSpectralModel",
     "MultiONet",
     "NormalizedModel",
+    "UNet",
     "build_model",
     "load_checkpoint",
     "load_model",

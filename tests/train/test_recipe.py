@@ -73,3 +73,13 @@ def test_common_mistakes_get_one_clear_line(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["evaluate", str(tmp_path / "junk.pt")]) == 2
     assert "not a readable pdekit checkpoint" in capsys.readouterr().err
+
+
+def test_repository_training_recipes_validate():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "solvers").glob("*.toml"))
+    assert recipes
+    for path in recipes:
+        recipe = load_train_recipe(path)
+        assert recipe.name == path.stem

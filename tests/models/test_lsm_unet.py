@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+import pdekit
+from pdekit.models import LatentSpectralModel, UNet, save_checkpoint
+from pdekit.models.lsm import NeuralSpectralBlock
+from pdekit.train import Trainer
+
+
+def _unused(model, x):
+    model.zero_grad()
+    model(x).square().mean().backward()
+    return [n for n, p in model.named_parameters() if p.grad is None]
+
+
+@pytest.mark.parametrize("shape", [(17, 17), (20, 13), (29, 31)])
+def test_lsm_and_unet_shapes_on_odd_and_non_square_grids(shape):
+    torch.manual_seed(0)
+    lsm = LatentSpectralModel(in_channels=2, out_channels=3, width=8, patch_size=2, heads=2)
+    unet = UNet(in_channels=2, out_channels=3, width=8)
+    x = torch.randn(2, 2, *shape)
+    assert lsm(x).shape == (2, 3, *shape)
+    assert unet(x).shape == (2, 3, *shape)
+
+
+def test_backward_reaches_every_parameter():
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, 12, 12)
+    assert _unused(LatentSpectralModel(width=8, patch_size=3, heads=4), x) == []
+    assert _unused(UNet(width=8), x) == []
+
+
+def test_spectral_block_matches_a_plain_per_patch_computation():
+    torch.manual_seed(2)
+    block = NeuralSpectralBlock(width=4, num_basis=3, patch_size=2, num_tokens=2, heads=2)
+    x = torch.randn(1, 4, 4, 4)
+    out = block(x)
+    # patches are independent: changing one patch leaves the other patches' outputs alone
+    y = x.clone()
+    y[..., :2, :2] += 1.0
+    changed = block(y)
+    torch.testing.assert_close(changed[..., 2:, :], out[..., 2:, :])
+    torch.testing.assert_close(changed[..., :2, 2:], out[..., :2, 2:])
+    assert not torch.allclose(changed[..., :2, :2], out[..., :2, :2])
+    # the basis frequencies k / K are a buffer: they move with the module
+    assert "frequencies" in dict(block.named_buffers())
+    torch.testing.assert_close(block.frequencies, torch.tensor([0.0, 1 / 3, 2 / 3]))
+    assert block.to(torch.float64).frequencies.dtype == torch.float64
+
+
+def test_lsm_checkpoint_round_trip(tmp_path):
+    model = LatentSpectralModel(width=8, patch_size=2, heads=2).eval()
+    loaded = pdekit.load(save_checkpoint(tmp_path / "lsm.pt", model), expected="lsm")
+    x = torch.randn(1, 1, 10, 10)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+class _Smooth(torch.utils.data.Dataset):
+    """u = a smoothed version of a (a fixed linear operator on 16x16 fields)."""
+
+    def __init__(self, count, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.a = torch.randn(count, 16, 16, generator=g)
+        kernel = torch.ones(1, 1, 5, 5) / 25
+        self.u = torch.nn.functional.conv2d(self.a[:, None], kernel, padding=2)[:, 0]
+        self.field_info = {"a": {"role": "input"}, "u": {"role": "output"}}
+
+    def __len__(self):
+        return len(self.a)
+
+    def __getitem__(self, i):
+        return {"a": self.a[i], "u": self.u[i]}
+
+
+def test_short_lsm_training_reduces_the_error():
+    torch.manual_seed(3)
+    model = LatentSpectralModel(width=8, patch_size=1, heads=2, num_tokens=2)
+    trainer = Trainer(model, _Smooth(32, 0), _Smooth(16, 1), epochs=15, batch_size=8, lr=3e-3,
+                      normalization="field", progress=False)
+    before = trainer.evaluate()["test_relative_l2"]
+    after = trainer.fit()[-1]["test_relative_l2"]
+    assert after < before / 3, (before, after)
