@@ -370,7 +370,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conv = [r for r in report.records if r["kind"] == "convergence"]
+    conv = [r for r in report.records if r["kind"] == "convergence" and not r.get("skipped")]
     names = [p for p in PLOT_PROBLEMS if any(r["problem"] == p for r in conv)]
     if not names:
         names = list(dict.fromkeys(r["problem"] for r in conv))[:4]
