@@ -99,6 +99,8 @@ def plot_predictions(model: torch.nn.Module, dataset, path: str | os.PathLike, *
         for col, (ax, panel) in enumerate(zip(axes[row], panels, strict=True)):
             if panel.ndim == 1:
                 ax.plot(panel.numpy())
+                if col == 2:  # the truth under the prediction, dashed
+                    ax.plot(y[row, 0].numpy(), "k--", lw=0.8)
             else:
                 image = ax.imshow(panel.numpy().T, origin="lower", cmap="RdBu_r" if col == 3 else "viridis")
                 fig.colorbar(image, ax=ax, shrink=0.8)
