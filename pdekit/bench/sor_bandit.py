@@ -248,7 +248,7 @@ def run(
     sequence : {"shifted", "heat"}
         Which sequence of systems.
     instances : int, optional
-        ``T``: default 5,000 (``quick``: 100 shifted, 60 heat steps).
+        ``T``: default 5,000 (``quick``: 60).
     seeds : int, optional
         Number of seeds (learners' sampling; for ``shifted`` also the sequences): default 3
         (``quick``: 1).
@@ -268,7 +268,7 @@ def run(
     if sequence not in SEQUENCES:
         raise ValueError(f"bench sor-bandit: `sequence` must be one of {SEQUENCES}, got {sequence!r}")
     if instances is None:
-        instances = (100 if sequence == "shifted" else 60) if quick else 5000
+        instances = 60 if quick else 5000
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
         raise ValueError(f"bench sor-bandit: `instances` must be a positive integer (a "
                          f"non-empty sequence), got {instances!r}")
