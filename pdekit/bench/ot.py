@@ -190,7 +190,7 @@ def _pot_seconds_per_iteration(ot, a, b, C, eps) -> float:
 
 
 def _bench_problem(report, name, device, dtype, *, pot_budget, bandwidth, maxiter, echo,
-                   sns_max_points):
+                   sns_max_points, tol):
     prob = make_problem(name)
     a_np, b_np, C_np = (prob[k].numpy() for k in ("a", "b", "C"))
     n, m = C_np.shape
@@ -217,7 +217,7 @@ def _bench_problem(report, name, device, dtype, *, pot_budget, bandwidth, maxite
                    reason=f"max(n, m) > sns_max_points = {sns_max_points}")
         echo(f"[{name}] pdekit-sns skipped: max(n, m) > {sns_max_points}")
     for method in methods:
-        res, seconds = _ours(method, prob, device, dtype, CONVERGENCE_TOL, maxiter)
+        res, seconds = _ours(method, prob, device, dtype, tol, maxiter)
         extra = {}
         if method == "sns":
             extra = {"newton_iterations": res.newton_iterations, "cg_iterations": res.cg_iterations,
@@ -226,7 +226,7 @@ def _bench_problem(report, name, device, dtype, *, pot_budget, bandwidth, maxite
         if name in PAPER:
             its, secs = PAPER[name][method]
             extra.update(paper_iterations=its, paper_seconds=secs)
-        rows[method] = report.add(name, f"pdekit-{method}", kind="convergence", tol=CONVERGENCE_TOL,
+        rows[method] = report.add(name, f"pdekit-{method}", kind="convergence", tol=tol,
                                   **common, **_result_fields(res, seconds, exact), **extra,
                                   **_history_fields(res))
         echo(f"[{name}] pdekit-{method}: {res.iterations} iterations, {seconds:.3g} s, "
@@ -309,8 +309,8 @@ def run(
     maxiter: int = 200_000,
     sparsity_sweep: bool | None = None,
     sns_max_points: int | None = None,
+    rtol: float | None = None,
     echo=print,
-    **_ignored,
 ) -> BenchmarkReport:
     """Run the optimal-transport benchmark on ``device`` and return its report.
 
@@ -331,6 +331,9 @@ def run(
         with the default adaptive sparsity (default: unless ``quick``).
     sns_max_points : int, optional
         Skip SNS on problems with more points per side (default :data:`SNS_MAX_POINTS`).
+    rtol : float, optional
+        The marginal violation of the ``convergence`` runs (``pdekit bench ot --rtol``;
+        default 1e-10). The ``equal-error`` runs stop at POT's violation.
     """
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -351,7 +354,8 @@ def run(
     echo(f"device: {report.device}; measured copy bandwidth {bandwidth:.1f} GB/s")
     for name in problems:
         _bench_problem(report, name, device, dtype, pot_budget=pot_budget, bandwidth=bandwidth,
-                       maxiter=maxiter, echo=echo, sns_max_points=sns_max_points)
+                       maxiter=maxiter, echo=echo, sns_max_points=sns_max_points,
+                       tol=CONVERGENCE_TOL if rtol is None else rtol)
     if sparsity_sweep if sparsity_sweep is not None else not quick:
         _sparsity_sweep(report, device, dtype, echo)
     return report
