@@ -102,7 +102,9 @@ def plot_predictions(model: torch.nn.Module, dataset, path: str | os.PathLike, *
                 if col == 2:  # the truth under the prediction, dashed
                     ax.plot(y[row, 0].numpy(), "k--", lw=0.8)
             else:
-                image = ax.imshow(panel.numpy().T, origin="lower", cmap="RdBu_r" if col == 3 else "viridis")
+                limit = float(panel.abs().max()) if col == 3 else None  # errors: symmetric about 0
+                image = ax.imshow(panel.numpy().T, origin="lower", cmap="RdBu_r" if col == 3 else "viridis",
+                                  vmin=-limit if limit else None, vmax=limit)
                 fig.colorbar(image, ax=ax, shrink=0.8)
             ax.set_title(f"sample {k}: {titles[col]}" + (f" (rel. L2 {rel:.2e})" if col == 3 else ""),
                          fontsize=9)
