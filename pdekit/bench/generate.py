@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
-from pdekit.bench.record import BenchmarkReport, describe_device, format_table
+from pdekit.bench.record import BenchmarkReport, describe_device, format_table, save_figure
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.data.problems import PROBLEMS
 from pdekit.data.shards import sample_rng
@@ -171,13 +171,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("samples per second")
         ax.set_title(problem)
-    fig.suptitle(f"pdekit bench generate ({report.device})", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=f"pdekit bench generate ({report.device})")
 
 
 def summary_table(report: BenchmarkReport) -> str:

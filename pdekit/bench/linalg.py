@@ -29,6 +29,7 @@ from pdekit.bench.record import (
     copy_bandwidth,
     describe_device,
     format_table,
+    save_figure,
     synchronize,
     time_call,
 )
@@ -294,13 +295,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
         if kind == "cg":
             ax.set_yscale("log")
         ax.legend(fontsize=8)
-    fig.suptitle(f"pdekit bench linalg: {report.device} ({report.date[:10]})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=f"pdekit bench linalg: {report.device} ({report.date[:10]})")
 
 
 def run(

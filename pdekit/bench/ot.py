@@ -43,6 +43,7 @@ from pdekit.bench.record import (
     copy_bandwidth,
     describe_device,
     format_table,
+    save_figure,
     synchronize,
 )
 from pdekit.classical.ot import (
@@ -414,11 +415,5 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
             ax.set_ylabel("marginal violation (L1)")
             ax.grid(True, which="major", alpha=0.3)
         top.legend(fontsize=7)
-    fig.suptitle(f"pdekit bench ot: {report.device} ({report.date[:10]})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=f"pdekit bench ot: {report.device} ({report.date[:10]})", dpi=110)
 

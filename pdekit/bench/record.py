@@ -28,6 +28,7 @@ __all__ = [
     "copy_bandwidth",
     "describe_device",
     "format_table",
+    "save_figure",
     "synchronize",
     "time_call",
 ]
@@ -169,3 +170,17 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     out = [line, rule]
     out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
     return "\n".join(out)
+
+
+def save_figure(fig, path: str | os.PathLike, title: str | None = None, dpi: int = 120) -> Path:
+    """Give ``fig`` its title, lay it out, write it to ``path`` (folders created), close it."""
+    import matplotlib.pyplot as plt
+
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

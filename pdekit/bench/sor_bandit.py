@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdekit.bench.record import BenchmarkReport, describe_device, format_table
+from pdekit.bench.record import BenchmarkReport, describe_device, format_table, save_figure
 from pdekit.classical.sor_tuning import (
     ChebCB,
     HeatEquationSequence,
@@ -333,13 +333,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
         ax.set_xlabel("matrix dimension")
         ax.set_ylabel("wall time / CG wall time")
         ax.legend(fontsize=7)
-    fig.suptitle(f"pdekit bench sor-bandit: {report.device} ({report.date[:10]})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=f"pdekit bench sor-bandit: {report.device} ({report.date[:10]})")
 
 
 def summary_table(report: BenchmarkReport) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pdekit.bench.record import BenchmarkReport, describe_device, format_table, synchronize
+from pdekit.bench.record import BenchmarkReport, describe_device, format_table, save_figure, synchronize
 from pdekit.models import DeepONet, MultiONet
 from pdekit.train import Trainer
 from pdekit.train.batches import epoch_permutation
@@ -142,12 +142,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     ax.set_ylabel("training samples per second")
     ax.legend()
     ax.set_title(f"pdekit bench train ({report.device})", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def summary_table(report: BenchmarkReport) -> str:
