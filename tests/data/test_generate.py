@@ -113,11 +113,13 @@ def test_resume_after_kill(poisson_dataset, tmp_path):
         "fine_size = 33", "fine_size = 129"), name="slow.toml")
     command = [sys.executable, "-m", "pdekit.cli", "generate", str(slow), "--out", str(target),
                "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group: kill -9 takes the run and its worker processes, as a killed job
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(target.glob("shard-*.h5"))) < 2:
         time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     done_before = _hashes(target)
     assert 2 <= len(done_before) < 23 and not (target / "manifest.json").exists()
