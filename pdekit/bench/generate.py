@@ -28,6 +28,7 @@ from pdekit.bench.record import BenchmarkReport, describe_device, format_table, 
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.data.problems import PROBLEMS
 from pdekit.data.shards import sample_rng
+from pdekit.linalg._threads import serial_on_cpu
 
 __all__ = ["DEFAULT_PROBLEMS", "run"]
 
@@ -135,9 +136,7 @@ def run(
         if name not in known:
             raise ValueError(f"bench generate: unknown problem {name!r}; available: {sorted(known)}")
     # One thread, as each of ``pdekit generate``'s worker processes (SuperLU is serial too).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with serial_on_cpu(device):
         report = BenchmarkReport("generate", describe_device(device))
         echo(f"device: {report.device} (one thread per solve, as generation's workers)")
         for name in problems:
@@ -146,8 +145,6 @@ def run(
             problem = PROBLEMS[pde]
             _make_sample(problem, problem.Parameters(**overrides), rtol, methods[0], 0)  # warm-up
             _bench_problem(report, name, known[name], count, methods, echo)
-    finally:
-        torch.set_num_threads(threads)
     _add_ratios(report.records)
     return report
 

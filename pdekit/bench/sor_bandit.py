@@ -42,6 +42,7 @@ from pdekit.classical.sor_tuning import (
     sor_cost_table,
 )
 from pdekit.linalg import cg, ssor
+from pdekit.linalg._threads import serial_on_cpu
 
 __all__ = ["plot", "run", "summary_table"]
 
@@ -277,9 +278,7 @@ def run(
         raise ValueError(f"bench sor-bandit: `seeds` must be a positive integer, got {seeds!r}")
     grids = ((10,) if quick else (25, 50)) if grids is None else tuple(int(g) for g in grids)
     report = BenchmarkReport("sor-bandit", describe_device(device))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with serial_on_cpu(torch.device("cpu")):
         report.device = describe_device(device)
         echo(f"device: {report.device}; sequence {sequence}, {instances} instances, "
              f"{seeds} seed(s)")
@@ -287,8 +286,6 @@ def run(
             _run_shifted(report, instances, list(range(seeds)), quick, echo)
         else:
             _run_heat(report, instances, list(range(seeds)), grids, echo)
-    finally:
-        torch.set_num_threads(threads)
     return report
 
 

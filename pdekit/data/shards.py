@@ -32,6 +32,7 @@ import xarray as xr
 from pdekit._version import __version__
 from pdekit.data.problems import PROBLEMS
 from pdekit.data.recipe import Recipe, recipe_from_dict
+from pdekit.linalg._threads import serial_on_cpu
 
 __all__ = [
     "MANIFEST",
@@ -122,9 +123,7 @@ def write_shard(
     scalars: dict[str, list] = {name: [] for name in layout.scalars}
     # One thread: floating-point reductions then run in the same order whatever the number
     # of worker processes, so files are bit-identical (parallelism comes from processes).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with serial_on_cpu(torch.device("cpu")):
         for index in range(spec.start, spec.stop):
             rng = sample_rng(recipe.seed, spec.split, index)
             try:
@@ -137,8 +136,6 @@ def write_shard(
                 scalars[name].append(numbers[name])
             if on_sample is not None:
                 on_sample()
-    finally:
-        torch.set_num_threads(threads)
     data_vars, statistics = {}, {}
     for f in layout.fields:
         array = np.stack(fields[f.name])

@@ -27,11 +27,17 @@ import warnings
 import torch
 
 from pdekit.classical.ot._inputs import OTProblem, check_eps, prepare_problem
-from pdekit.classical.ot._threads import SERIAL_MAX_ENTRIES, serial_on_cpu
 from pdekit.classical.ot.result import OTResult, OTStatus
-from pdekit.classical.ot.sinkhorn import SinkhornEngine, _History, finish_result, plan_from_potentials
+from pdekit.classical.ot.sinkhorn import (
+    SERIAL_MAX_ENTRIES,
+    SinkhornEngine,
+    _History,
+    finish_result,
+    plan_from_potentials,
+)
 from pdekit.linalg import CSROperator, DiagonalOperator, SolveResult, cg
 from pdekit.linalg._checks import check_maxiter, check_positive_int, check_tolerance
+from pdekit.linalg._threads import serial_on_cpu
 
 # line-search failures in a row (each followed by a longer Sinkhorn block) before giving up
 _MAX_FAILURES = 8

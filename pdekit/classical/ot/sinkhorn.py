@@ -32,11 +32,15 @@ import time
 import torch
 
 from pdekit.classical.ot._inputs import OTProblem, check_eps, prepare_problem
-from pdekit.classical.ot._threads import SERIAL_MAX_ENTRIES, serial_on_cpu
 from pdekit.classical.ot.result import OTResult, OTStatus
 from pdekit.linalg._checks import check_maxiter, check_positive_int, check_tolerance
+from pdekit.linalg._threads import serial_on_cpu
 
 __all__ = ["SinkhornEngine", "finish_result", "plan_from_potentials", "sinkhorn"]
+
+# Below this many kernel entries (2 MB in float64) a Sinkhorn iteration is a few microsecond
+# kernels: a second thread gains nothing and costs a synchronisation per kernel.
+SERIAL_MAX_ENTRIES = 1 << 18
 
 _METHODS = ("auto", "log")
 
