@@ -41,7 +41,7 @@ def _prepare_output(out: Path, recipe: Recipe) -> None:
     """Create ``out`` (or check it is writable) and claim it for ``recipe``."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".pdekit-write-test"
+        probe = out / f".pdekit-write-test-{os.getpid()}"  # per process: runs may share out
         probe.write_text("")
         probe.unlink()
     except OSError as err:
