@@ -227,9 +227,9 @@ def _cmd_evaluate(args) -> int:
     meta = data.get("metadata", {})
     folder = args.dataset or meta.get("dataset")
     if folder is None:
-        raise FileNotFoundError("pdekit evaluate: the checkpoint names no dataset; pass --dataset DIR")
+        raise FileNotFoundError("the checkpoint names no dataset; pass --dataset DIR")
     if not Path(folder).exists():
-        raise FileNotFoundError(f"pdekit evaluate: the dataset {folder!r} does not exist "
+        raise FileNotFoundError(f"the dataset {folder!r} does not exist "
                                 "(generate it with `pdekit generate`, or pass --dataset DIR)")
     split = args.split or meta.get("test_split", "test")
     dataset = open_dataset(folder, split)
