@@ -4,8 +4,10 @@ checkpoints rebuild them with no code (:func:`load_model`)."""
 from pdekit.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from pdekit.models.deeponet import DeepONet
 from pdekit.models.lsm import LatentSpectralModel
+from pdekit.models.modern_unet import ModernUNet1d
 from pdekit.models.multionet import MultiONet
 from pdekit.models.normalization import NormalizedModel
+from pdekit.models.pde_refiner import OneStepUNet, PDERefiner
 from pdekit.models.registry import MODELS, build_model, model_arguments, model_name, register_model
 from pdekit.models.unet import UNet
 
@@ -14,8 +16,11 @@ __all__ = [
     "CheckpointError",
     "DeepONet",
     "LatentSpectralModel",
+    "ModernUNet1d",
     "MultiONet",
     "NormalizedModel",
+    "OneStepUNet",
+    "PDERefiner",
     "UNet",
     "build_model",
     "load_checkpoint",
