@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
     "train": _module_benchmark("train", "train", "training throughput: the Trainer vs a bare PyTorch loop"),
     "sor-bandit": _module_benchmark("sor-bandit", "sor_bandit",
                                     "SOR relaxation factor tuned online by bandits vs fixed omega"),
+    "ks": _module_benchmark("ks", "ks", "Kuramoto-Sivashinsky generation: batched ETDRK4 vs scipy Radau"),
 }
 
 
