@@ -12,6 +12,6 @@ def test_quick_ks_benchmark_agrees_with_radau_and_writes_records(tmp_path):
     records = {r["method"]: r for r in data["records"]}
     assert set(records) == {"pdekit-etdrk4-batch", "pdekit-etdrk4-single", "scipy-radau"}
     for method in ("pdekit-etdrk4-batch", "pdekit-etdrk4-single"):
-        # the same trajectories as Radau at rtol 1e-9 over the first 4 s after the burn-in
-        assert records[method]["error"] < 1e-5
+        # the same trajectories as Radau at rtol 1e-9 over the first 4 s
+        assert records[method]["error"] < 1e-6
         assert records[method]["samples_per_second"] > records["scipy-radau"]["samples_per_second"]
