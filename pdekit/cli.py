@@ -210,7 +210,8 @@ def _cmd_train(args) -> int:
     trainer = train_from_recipe(args.recipe, out=args.out, device=args.device, resume=args.resume,
                                 progress=not args.no_progress, workers=args.workers, **overrides)
     if trainer.rank == 0:
-        print(f"trained to epoch {trainer.epoch}; best test relative L2 {trainer.best:.4g}; "
+        metric = trainer.task.select.removeprefix("test_").replace("_", " ")
+        print(f"trained to epoch {trainer.epoch}; best test {metric} {trainer.best:.4g}; "
               f"checkpoints in {trainer.out}")
     return 0
 
@@ -218,7 +219,7 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from pdekit.data import open_dataset
     from pdekit.models import load_checkpoint, load_model
-    from pdekit.train import evaluate, plot_predictions
+    from pdekit.train.task import build_task
 
     path = Path(args.checkpoint)
     if path.is_dir():
@@ -234,22 +235,19 @@ def _cmd_evaluate(args) -> int:
     split = args.split or meta.get("test_split", "test")
     dataset = open_dataset(folder, split)
     model = load_model(path, device=args.device)
-    inputs, outputs = meta.get("inputs") or dataset.inputs, meta.get("outputs") or dataset.outputs
-    result = evaluate(model, dataset, inputs=inputs, outputs=outputs, device=args.device)
+    task = build_task(meta.get("task"))
+    result = task.report(model, dataset, device=args.device, metadata=meta)
     result.update({"checkpoint": str(path), "model": data["model"], "dataset": str(folder), "split": split})
-    m = result["metrics"]
-    print(f"{data['model']} on {folder} ({split}, {m['samples']} samples): relative L2 "
-          f"{m['relative_l2']:.4g} +- {m['relative_l2_std']:.2g} (median {m['relative_l2_median']:.4g}), "
-          f"MSE {m['mse']:.3g}, {m['seconds_per_sample'] * 1e3:.3g} ms per sample")
+    print(f"{data['model']} on {folder} ({split}, {len(dataset)} samples): {task.summary(result)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     plot = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
     if plot is not None:
-        written = plot_predictions(model, dataset, plot, inputs=inputs, outputs=outputs,
-                                   samples=range(min(3, len(dataset))), device=args.device)
-        print(f"wrote {written}")
+        written = task.plot(model, dataset, plot, device=args.device, metadata=meta)
+        if written is not None:
+            print(f"wrote {written}")
     return 0
 
 

@@ -172,7 +172,7 @@ def _open_the_well(path: Path, fields, dtype) -> HDF5SampleDataset:
     with h5py.File(path, "r") as handle:
         n = int(handle.attrs["n_trajectories"])
         dims = handle["dimensions"]
-        coords = {name: dims[name][()] for name in list(dims.attrs["spatial_dims"]) + ["time"]
+        coords = {name: dims[name][()] for name in [*dims.attrs["spatial_dims"], "time"]
                   if name in dims}
         field_info = {}
         for group in ("t0_fields", "t1_fields", "t2_fields"):

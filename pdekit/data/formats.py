@@ -32,7 +32,7 @@ FORMATS = ("pdebench", "the-well")
 def _split_arrays(root: Path, split: str) -> tuple[dict, dict, dict]:
     dataset = open_dataset(root, split)
     arrays = {}
-    for k, (path, n) in enumerate(dataset.sources):
+    for k, (_path, n) in enumerate(dataset.sources):
         handle = dataset._file(k)
         for name in dataset.fields:
             arrays.setdefault(name, []).append(np.asarray(handle[name][:n]))

@@ -45,7 +45,8 @@ def _prepare_output(out: Path, recipe: Recipe) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise PermissionError(f"generate: cannot write to the output directory {str(out)!r} ({err})") from None
+        raise PermissionError(f"generate: cannot write to the output directory {str(out)!r} "
+                              f"({err})") from None
     fingerprint = recipe.fingerprint()
     for name in (MANIFEST, MARKER):
         path = out / name
@@ -170,7 +171,8 @@ def generate(
 
 def _run_dask(recipe: Recipe, todo: list[ShardSpec], out: Path, scheduler: str, bar) -> dict:
     try:
-        from distributed import Client, as_completed as dask_completed
+        from distributed import Client
+        from distributed import as_completed as dask_completed
     except ImportError:  # an optional dependency
         raise ImportError(
             "generate: --scheduler needs Dask distributed: pip install 'pdekit[distributed]'"

@@ -76,7 +76,7 @@ def validate_dataclass(cls, values: dict, where: str):
             value = tuple(value)
         base = expected.split("[")[0].split(" ")[0]
         checks = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
-        if base in checks and not isinstance(value, checks[base]) or (
+        if (base in checks and not isinstance(value, checks[base])) or (
             base == "int" and isinstance(value, bool)
         ):
             raise RecipeError(
@@ -183,7 +183,8 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
     dtype = data.get("dtype", "float32")
     for key, value in (("seed", seed), ("samples_per_shard", per_shard)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
-            raise RecipeError(f"{where}: `{key}` must be a {'non-negative' if key == 'seed' else 'positive'} integer, got {value!r}")
+            kind = "non-negative" if key == "seed" else "positive"
+            raise RecipeError(f"{where}: `{key}` must be a {kind} integer, got {value!r}")
     if dtype not in ("float32", "float64"):
         raise RecipeError(f"{where}: `dtype` must be 'float32' or 'float64', got {dtype!r}")
     description = data.get("description", "")

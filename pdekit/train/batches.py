@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-__all__ = ["FieldBatches", "epoch_permutation", "stack_fields"]
+__all__ = ["FieldBatches", "epoch_permutation", "field_statistics", "stack_fields"]
 
 
 def stack_fields(item: dict[str, torch.Tensor], names: Sequence[str], batched: bool = True) -> torch.Tensor:
@@ -85,3 +85,31 @@ class FieldBatches:
         for batch in loader:
             yield (stack_fields(batch, self.inputs).to(self.dtype),
                    stack_fields(batch, self.outputs).to(self.dtype))
+
+
+def field_statistics(batches: FieldBatches, kind: str, dataset) -> dict[str, torch.Tensor] | None:
+    """Normalisation statistics of the training pairs: per grid point, or per field."""
+    if kind == "none":
+        return None
+    if not isinstance(batches, FieldBatches):
+        raise ValueError(f"field_statistics: normalization {kind!r} needs field-to-field batches; set "
+                         "`normalization = \"none\"` for this task")
+    if batches.preload:
+        moments = {"input": (batches.x.double().mean(0), batches.x.double().square().mean(0)),
+                   "output": (batches.y.double().mean(0), batches.y.double().square().mean(0))}
+    else:  # one streaming pass (the dataset's per-point statistics)
+        stats = dataset.per_point_statistics(batches.inputs + batches.outputs)
+
+        def stacked(names):
+            mean = torch.stack([stats[n][0] for n in names])
+            return mean, torch.stack([stats[n][1] for n in names]).square() + mean.square()
+
+        moments = {"input": stacked(batches.inputs), "output": stacked(batches.outputs)}
+    out = {}
+    for prefix, (mean, square) in moments.items():
+        if kind == "field":
+            spatial = tuple(range(1, mean.ndim))
+            mean, square = mean.mean(spatial, keepdim=True), square.mean(spatial, keepdim=True)
+        out[f"{prefix}_mean"] = mean.float()
+        out[f"{prefix}_std"] = (square - mean.square()).clamp_min(0).sqrt().float()
+    return out

@@ -17,6 +17,9 @@
     epochs = 200
     lr = 1e-3
 
+    [task]                              # optional: a registered task (pdekit.train.task) and its
+    name = "supervised"                 # arguments; default supervised field-to-field training
+
 Unknown keys (at the top, in ``[training]``, or model arguments the model does not take) are
 errors naming the key and the valid ones. Relative paths are taken from the working
 directory, else from the folder above the recipe's (the repository root for ``solvers/``).
@@ -36,12 +39,13 @@ import torch
 from pdekit.data import RecipeError, generate, load_recipe, open_dataset
 from pdekit.data.recipe import read_toml, validate_dataclass
 from pdekit.models.registry import MODELS, build_model
+from pdekit.train.task import build_task
 from pdekit.train.trainer import Trainer, TrainingSettings
 
 __all__ = ["TrainRecipe", "load_train_recipe", "train_from_recipe"]
 
 _TOP_KEYS = {"name", "description", "dataset", "data_dir", "dataset_samples", "train_split", "test_split",
-             "inputs", "outputs", "model", "training"}
+             "inputs", "outputs", "model", "training", "task"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class TrainRecipe:
     test_split: str = "test"
     inputs: list[str] | None = None
     outputs: list[str] | None = None
+    task: dict = field(default_factory=lambda: {"name": "supervised"})
     base: str = field(default=".", compare=False)  # folder that relative paths fall back to
 
     def to_dict(self) -> dict:
@@ -95,6 +100,12 @@ def recipe_from_dict(data: dict, where: str = "training recipe", base: str = "."
         value = data.get(key)
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
             raise RecipeError(f"{where}: `{key}` must be a list of field names, got {value!r}")
+    task = dict(data.get("task", {}))
+    task.setdefault("name", "supervised")
+    try:
+        build_task(task)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{where}: [task] {err}") from None
     samples = data.get("dataset_samples")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise RecipeError(f"{where}: `dataset_samples` must be a positive integer, got {samples!r}")
@@ -102,7 +113,7 @@ def recipe_from_dict(data: dict, where: str = "training recipe", base: str = "."
         name=data["name"], dataset=data["dataset"], model=name, arguments=model, training=training,
         description=data.get("description", ""), data_dir=data.get("data_dir"), dataset_samples=samples,
         train_split=data.get("train_split", "train"), test_split=data.get("test_split", "test"),
-        inputs=data.get("inputs"), outputs=data.get("outputs"), base=base,
+        inputs=data.get("inputs"), outputs=data.get("outputs"), task=task, base=base,
     )
 
 
@@ -160,7 +171,8 @@ def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.
     model = build_model(recipe.model, **recipe.arguments)
     metadata = {"recipe": recipe.to_dict(), "dataset": str(folder), "test_split": recipe.test_split}
     trainer = Trainer(model, train, test, recipe.training, inputs=recipe.inputs, outputs=recipe.outputs,
-                      out=out, device=device, resume=resume, metadata=metadata, progress=progress)
+                      out=out, device=device, resume=resume, metadata=metadata, progress=progress,
+                      task=build_task(recipe.task))
     if trainer.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2, default=str) + "\n")

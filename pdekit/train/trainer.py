@@ -1,14 +1,16 @@
 """The one training loop of pdekit: every learned solver is trained by :class:`Trainer`.
 
-Plain PyTorch: optimiser and scheduler from :class:`TrainingSettings`, per-sample relative L2
-(or MSE) loss on de-normalised fields, evaluation on the test split, tqdm progress, metrics
-appended to ``metrics.jsonl``, self-describing ``best.pt`` / ``last.pt`` checkpoints, exact
-resume after a kill, bf16 autocast on CUDA, gradient clipping, and data-parallel training
-under ``torchrun`` (DDP; gloo on the CPU, NCCL on CUDA).
+Plain PyTorch: optimiser and scheduler from :class:`TrainingSettings`, the loss, batches and
+test metrics of a :class:`~pdekit.train.task.Task` (default: per-sample relative L2 on
+de-normalised fields), evaluation on the test split, tqdm progress, metrics appended to
+``metrics.jsonl``, self-describing ``best.pt`` / ``last.pt`` checkpoints, exact resume after a
+kill, bf16 autocast on CUDA, gradient clipping, an exponential moving average of the weights,
+and data-parallel training under ``torchrun`` (DDP; gloo on the CPU, NCCL on CUDA).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -23,13 +25,13 @@ from tqdm.auto import tqdm
 from pdekit.models.checkpoint import load_checkpoint, save_checkpoint
 from pdekit.models.normalization import NormalizedModel
 from pdekit.train import distributed
-from pdekit.train.batches import FieldBatches, epoch_permutation
-from pdekit.train.evaluate import per_sample_metrics
+from pdekit.train.batches import epoch_permutation
 from pdekit.train.metrics import mse, relative_l2
+from pdekit.train.task import Task, task_spec
 
 __all__ = ["LOSSES", "Trainer", "TrainingSettings"]
 
-LOSSES = {"relative_l2": relative_l2, "mse": mse}
+LOSSES = {"relative_l2": relative_l2, "mse": mse}  # the supervised task's `loss` setting
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULERS = ("none", "step", "cosine", "onecycle")
 _NORMALIZATIONS = ("none", "field", "pointwise")
@@ -43,7 +45,9 @@ class TrainingSettings:
     equal share. ``scheduler`` steps once per epoch (``step``: ``step_size``, ``gamma``;
     ``cosine``: to 0 over ``epochs``) or per batch (``onecycle``, peak ``lr``).
     ``normalization`` is the Gaussian normalisation of inputs and outputs (``pointwise``: per
-    grid point, as FNO/LSM; ``field``: one mean and std per field).
+    grid point, as FNO/LSM; ``field``: one mean and std per field). ``ema_decay`` > 0 keeps
+    an exponential moving average of the weights (updated every step), which is what is
+    evaluated and saved as the model.
     """
 
     epochs: int = 100
@@ -63,6 +67,7 @@ class TrainingSettings:
     seed: int = 0
     preload: bool = True
     num_workers: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self):
         checks = [
@@ -83,38 +88,14 @@ class TrainingSettings:
                 raise ValueError(f"TrainingSettings: {message}")
 
 
-def _statistics(batches: FieldBatches, kind: str, dataset) -> dict[str, torch.Tensor] | None:
-    """Normalisation statistics of the training pairs: per grid point, or per field."""
-    if kind == "none":
-        return None
-    if batches.preload:
-        moments = {"input": (batches.x.double().mean(0), batches.x.double().square().mean(0)),
-                   "output": (batches.y.double().mean(0), batches.y.double().square().mean(0))}
-    else:  # one streaming pass (the dataset's per-point statistics)
-        stats = dataset.per_point_statistics(batches.inputs + batches.outputs)
-
-        def stacked(names):
-            mean = torch.stack([stats[n][0] for n in names])
-            return mean, torch.stack([stats[n][1] for n in names]).square() + mean.square()
-
-        moments = {"input": stacked(batches.inputs), "output": stacked(batches.outputs)}
-    out = {}
-    for prefix, (mean, square) in moments.items():
-        if kind == "field":
-            spatial = tuple(range(1, mean.ndim))
-            mean, square = mean.mean(spatial, keepdim=True), square.mean(spatial, keepdim=True)
-        out[f"{prefix}_mean"] = mean.float()
-        out[f"{prefix}_std"] = (square - mean.square()).clamp_min(0).sqrt().float()
-    return out
-
-
 class Trainer:
-    """Train a field-to-field model on a dataset and evaluate it on another.
+    """Train a model on a dataset and evaluate it on another.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A registered pdekit model taking ``(B, C_in, *grid)`` to ``(B, C_out, *grid)``.
+        A registered pdekit model (for the default task, one taking ``(B, C_in, *grid)`` to
+        ``(B, C_out, *grid)``).
     train, test : torch.utils.data.Dataset
         Datasets of ``{field: tensor}`` items (e.g. :func:`pdekit.data.open_dataset`);
         ``test`` may be None.
@@ -128,43 +109,48 @@ class Trainer:
     device : str
         ``"cpu"`` or ``"cuda"``; under ``torchrun`` each process takes its local GPU.
     resume : bool
-        Continue from ``out/last.pt`` (same epoch, optimiser, scheduler and RNG state).
+        Continue from ``out/last.pt`` (same epoch, optimiser, scheduler, EMA and RNG state).
     metadata : dict, optional
         Stored in the checkpoints (e.g. the recipe and dataset path).
     progress : bool
         Show a tqdm bar (on the first process only).
+    task : Task, optional
+        What is optimised and measured (:mod:`pdekit.train.task`); default supervised
+        field-to-field training.
     """
 
     def __init__(self, model: torch.nn.Module, train, test=None, settings: TrainingSettings | None = None, *,
                  inputs: list[str] | None = None, outputs: list[str] | None = None,
                  out: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                  resume: bool = False, metadata: dict | None = None, progress: bool = True,
-                 **overrides):
+                 task: Task | None = None, **overrides):
         if settings is None:
             settings = TrainingSettings(**overrides)
         elif overrides:
             settings = dataclasses.replace(settings, **overrides)
         self.settings = s = settings
+        self.task = task if task is not None else Task()
         self.rank, self.world = distributed.setup(device)
         self.device = distributed.local_device(device)
         self.out = Path(out) if out is not None else None
         self.progress = progress and self.rank == 0
         inputs = list(inputs or [*_role(train, "input"), *_role(train, "mask")])
         outputs = list(outputs or _role(train, "output"))
-        if not inputs or not outputs:
+        if type(self.task) is Task and (not inputs or not outputs):
             raise ValueError("Trainer: name the `inputs` and `outputs` fields (the dataset does not say)")
-        load = {"preload": s.preload, "num_workers": s.num_workers}
-        self.train_batches = FieldBatches(train, inputs, outputs, **load)
-        self.test_batches = FieldBatches(test, inputs, outputs, **load) if test is not None else None
-        stats = _statistics(self.train_batches, s.normalization, train)
-        self.model = (NormalizedModel(model, **stats) if stats is not None else model).to(self.device)
+        self.train_batches = self.task.make_batches(train, inputs=inputs, outputs=outputs, settings=s)
+        self.test_batches = (self.task.make_batches(test, inputs=inputs, outputs=outputs, settings=s)
+                             if test is not None else None)
+        self.model = self.task.wrap_model(model, self.train_batches, train, s).to(self.device)
         self.parallel = distributed.wrap(self.model, self.device) if self.world > 1 else self.model
         self.optimizer = self._make_optimizer()
         self.steps_per_epoch = max(1, math.ceil(len(self.train_batches) / s.batch_size))
         self.scheduler = self._make_scheduler()
-        self.loss_fn = LOSSES[s.loss]
-        self.metadata = {"inputs": inputs, "outputs": outputs, **(metadata or {})}
-        self.epoch, self.best = 0, math.inf
+        self.ema = ([p.detach().clone() for p in self.model.parameters()] if s.ema_decay > 0 else None)
+        self.metadata = {"inputs": inputs, "outputs": outputs, "task": task_spec(self.task),
+                         **(metadata or {})}
+        self.epoch = 0
+        self.best = -math.inf if self.task.maximize else math.inf
         if resume:
             self._resume()
 
@@ -199,6 +185,11 @@ class Trainer:
             for name, value in data["normalization"].items():
                 getattr(self.model, name).copy_(value)
         state = data["training"]
+        if self.ema is not None:  # the saved model holds the average; the raw weights are kept aside
+            raws = state["raw_parameters"]
+            for shadow, p, raw in zip(self.ema, self.model.parameters(), raws, strict=True):
+                shadow.copy_(p.detach())
+                p.data.copy_(raw)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -210,44 +201,77 @@ class Trainer:
         enabled = self.settings.amp and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
+    def _to_device(self, batch) -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(self.device, non_blocking=True) if isinstance(t, torch.Tensor) else t
+                     for t in batch)
+
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training set; returns the mean loss and throughput."""
         s = self.settings
         self.model.train()
         order = epoch_permutation(len(self.train_batches), s.seed, epoch)
-        total, count, started = 0.0, 0, time.perf_counter()
+        count, started = 0, time.perf_counter()
         losses = []
-        for x, y in self.train_batches.batches(s.batch_size, order, self.rank, self.world):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for batch in self.train_batches.batches(s.batch_size, order, self.rank, self.world):
+            batch = self._to_device(batch)
             with self._autocast():
-                pred = self.parallel(x)
-            loss = self.loss_fn(pred.float(), y).mean()
+                loss = self.task.loss(self.parallel, batch, s)
+            loss = loss.float().mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
             self.optimizer.step()
+            self._update_ema()
             if s.scheduler == "onecycle":
                 self.scheduler.step()
-            losses.append(loss.detach() * len(x))
-            count += len(x)
+            size = len(batch[0])
+            losses.append(loss.detach() * size)
+            count += size
         if self.scheduler is not None and s.scheduler != "onecycle":
             self.scheduler.step()
-        total = torch.stack(losses).sum() if losses else torch.zeros(())
+        total = torch.stack(losses).sum() if losses else torch.zeros((), device=self.device)
         totals = distributed.all_sum(torch.stack([total.double(), torch.full_like(total, count).double()]))
         seconds = time.perf_counter() - started
         return {"train_loss": float(totals[0] / totals[1]), "seconds": seconds,
                 "samples_per_second": float(totals[1]) / seconds}
 
-    def evaluate(self, batches: FieldBatches | None = None) -> dict:
-        """Relative L2 (per sample, then the mean) and MSE on ``batches`` (default the test set)."""
-        values = per_sample_metrics(self.model, batches or self.test_batches, device=self.device,
-                                    names=("relative_l2", "mse"), autocast=self.settings.amp,
-                                    batch_size=max(self.settings.batch_size, 64))
-        errors = values["relative_l2"]
-        return {"test_relative_l2": float(errors.mean()),
-                "test_relative_l2_std": float(errors.std()) if len(errors) > 1 else 0.0,
-                "test_mse": float(values["mse"].mean())}
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        for shadow, p in zip(self.ema, self.model.parameters(), strict=True):
+            shadow.lerp_(p.detach(), 1.0 - self.settings.ema_decay)
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Within the block the model holds its EMA weights (no-op without ``ema_decay``)."""
+        if self.ema is None:
+            yield self.model
+            return
+        params = list(self.model.parameters())
+        raw = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, shadow in zip(params, self.ema, strict=True):
+                p.copy_(shadow)
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for p, r in zip(params, raw, strict=True):
+                    p.copy_(r)
+
+    def evaluate(self, batches=None) -> dict:
+        """The task's test metrics on ``batches`` (default the test set), with the EMA weights."""
+        with self.averaged_weights():
+            return self.task.evaluate(self.model, batches or self.test_batches, device=self.device,
+                                      settings=self.settings)
+
+    def _improved(self, record: dict) -> bool:
+        value = record.get(self.task.select)
+        if value is None or not math.isfinite(value):
+            return False
+        return value > self.best if self.task.maximize else value < self.best
 
     def fit(self) -> list[dict]:
         """Train from the current epoch to ``settings.epochs``; return the epochs' metrics."""
@@ -265,9 +289,9 @@ class Trainer:
             if self.test_batches is not None and (epoch % s.eval_every == 0 or last):
                 record.update(self.evaluate())
             self.epoch = epoch
-            improved = record.get("test_relative_l2", math.inf) < self.best
+            improved = self._improved(record)
             if improved:
-                self.best = record["test_relative_l2"]
+                self.best = record[self.task.select]
             if self.rank == 0 and self.out is not None:
                 if improved:
                     self.save(self.out / "best.pt", record)
@@ -277,22 +301,26 @@ class Trainer:
                     f.write(json.dumps(record) + "\n")
             history.append(record)
             postfix = {"loss": f"{record['train_loss']:.3e}"}
-            if "test_relative_l2" in record:
-                postfix["test"] = f"{record['test_relative_l2']:.3e}"
+            if self.task.select in record:
+                postfix[self.task.select.removeprefix("test_")] = f"{record[self.task.select]:.3e}"
             bar.set_postfix(postfix)
         bar.close()
         return history
 
     def save(self, path: str | os.PathLike, record: dict | None = None) -> Path:
-        """Write a checkpoint of the model with the training state (atomic)."""
+        """Write a checkpoint of the model (its EMA weights when averaging) with the training
+        state (atomic)."""
         training = {
             "epoch": self.epoch, "best": self.best, "settings": dataclasses.asdict(self.settings),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": torch.get_rng_state(), "record": record or {},
         }
+        if self.ema is not None:
+            training["raw_parameters"] = [p.detach().cpu().clone() for p in self.model.parameters()]
         metadata = {**self.metadata, "metrics": record or {}}
-        return save_checkpoint(path, self.model, metadata, training=training)
+        with self.averaged_weights():
+            return save_checkpoint(path, self.model, metadata, training=training)
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines of epochs after the resumed one (a run killed mid-epoch)."""

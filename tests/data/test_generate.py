@@ -106,8 +106,7 @@ def test_corrupted_shard_is_reported_by_name(poisson_dataset, tmp_path, capsys):
     assert verify_dataset(copy) == [] and _hashes(copy) == _hashes(out)
 
 
-def test_resume_after_kill(poisson_dataset, tmp_path):
-    recipe, out = poisson_dataset
+def test_resume_after_kill(tmp_path):
     target = tmp_path / "killed"
     slow = write_recipe(tmp_path, DARCY.replace("train = 4", "train = 40").replace(
         "fine_size = 33", "fine_size = 129"), name="slow.toml")
