@@ -37,7 +37,7 @@ from pdekit.train.rollout import (
 )
 from pdekit.train.task import Task, register_task
 
-__all__ = ["OneStepTask", "RefinerTask", "TrajectoryBatches", "trajectory_scalars"]
+__all__ = ["OneStepTask", "RefinerTask", "TrajectoryBatches", "plot_rollout_comparison", "trajectory_scalars"]
 
 
 def trajectory_scalars(dataset, names: tuple[str, ...]) -> torch.Tensor:
@@ -182,6 +182,19 @@ class RefinerTask(Task):
         u, u_next, scalars = batch
         return _core(model).training_loss(u, u_next, scalars)
 
+    def _full_rollouts(self, model, dataset, device) -> tuple[TrajectoryBatches, dict[str, Any]]:
+        """Every test trajectory rolled out (remembered for the same model weights and dataset:
+        ``pdekit evaluate`` calls :meth:`report` then :meth:`plot`)."""
+        key = (id(model), id(dataset), str(device),
+               tuple(float(p.detach().double().sum()) for p in list(model.parameters())[:3]))
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        batches = self.make_batches(dataset, random_offset=False)
+        out = self._rollout_metrics(model, batches, None, device)
+        self._cache = (key, batches, out)
+        return batches, out
+
     def _rollout_metrics(self, model, batches: TrajectoryBatches, count: int | None, device,
                          seed: int = 0) -> dict[str, Any]:
         n = len(batches) if count is None else min(count, len(batches))
@@ -215,9 +228,8 @@ class RefinerTask(Task):
         steps, and for a stochastic model the sample spread against the actual error."""
         device = torch.device(device)
         model = model.to(device).eval()
-        batches = self.make_batches(dataset, random_offset=False)
         started = time.perf_counter()
-        out = self._rollout_metrics(model, batches, None, device)
+        batches, out = self._full_rollouts(model, dataset, device)
         seconds = time.perf_counter() - started
         pred, truth, corr, times = out["pred"], out["truth"], out["correlation"], out["times"]
         rel = (pred[:, 0] - truth[:, 0]).norm(dim=-1) / truth[:, 0].norm(dim=-1)
@@ -285,8 +297,7 @@ class RefinerTask(Task):
 
         device = torch.device(device)
         model = model.to(device).eval()
-        batches = self.make_batches(dataset, random_offset=False)
-        out = self._rollout_metrics(model, batches, None, device)
+        batches, out = self._full_rollouts(model, dataset, device)
         corr = out["correlation"].mean(0).cpu()
         t = batches.step_seconds * np.arange(1, len(corr) + 1)
         fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
@@ -307,6 +318,50 @@ class RefinerTask(Task):
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         return path
+
+
+def plot_rollout_comparison(reports: dict[str, dict], path: str | os.PathLike, *,
+                            title: str | None = None) -> Path:
+    """Compare :meth:`RefinerTask.report` results of several models: mean correlation against
+    time (PDE-Refiner, Figure 3), the error spectrum against the signal's (Figure 2), and the
+    spread of stochastic models against their error (section 4.4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for i, (name, report) in enumerate(reports.items()):
+        m = report["metrics"]
+        corr = np.asarray(report["correlation"])
+        t = m["step_seconds"] * np.arange(1, len(corr) + 1)
+        axes[0].plot(t, corr, color=f"C{i}", label=f"{name}: {m['high_correlation_time']:.1f} s")
+        spectrum = report["error_spectrum"]
+        axes[1].semilogy(spectrum["error"], color=f"C{i}", label=f"{name} error")
+        if i == 0:
+            axes[1].semilogy(spectrum["signal"], "k--", lw=0.8, label="ground truth")
+        if "spread" in report:
+            sp = report["spread"]
+            ts = m["step_seconds"] * np.arange(1, len(sp["spread"]) + 1)
+            axes[2].semilogy(ts, sp["error"], color=f"C{i}", label=f"{name} error")
+            axes[2].semilogy(ts, sp["spread"], color=f"C{i}", ls=":", label=f"{name} sample spread")
+    axes[0].axhline(0.8, color="k", ls="--", lw=0.8)
+    axes[0].set(xlabel="time [s]", ylabel="mean Pearson correlation", ylim=(-0.1, 1.02),
+                title="correlation over the test set")
+    steps = next(iter(reports.values()))["error_spectrum"]["steps"]
+    axes[1].set(xlabel="wavenumber (units of 2 pi / L)", ylabel="power",
+                title=f"error spectrum, first {steps} steps")
+    axes[2].set(xlabel="time [s]", ylabel="RMS", title="refiner: sample spread vs error")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 @register_task("onestep")
