@@ -353,7 +353,8 @@ def plot_rollout_comparison(reports: dict[str, dict], path: str | os.PathLike, *
                 title=f"error spectrum, first {steps} steps")
     axes[2].set(xlabel="time [s]", ylabel="RMS", title="refiner: sample spread vs error")
     for ax in axes:
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
