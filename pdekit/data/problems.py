@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from pdekit.classical import darcy, poisson
+from pdekit.classical.diffusion_sorption import solve_diffusion_sorption
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
 from pdekit.linalg.stencil import _normalize_bc
@@ -244,7 +245,54 @@ class AntiderivativeProblem(Problem):
         return {"u": u[:: params.refinement], "s": s[:: params.refinement]}, {}
 
 
+
+# -- Diffusion-sorption ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DiffusionSorptionParameters:
+    """1D diffusion-sorption, the PDEBench setup (see :mod:`pdekit.classical.diffusion_sorption`):
+    ``nx`` cells, ``nt`` stored times on ``[0, t_end]``, ``u0 ~ U(u0_range)`` constant in space;
+    ``substeps`` implicit BDF2 steps between stored times."""
+
+    nx: int = 1024
+    nt: int = 101
+    t_end: float = 500.0
+    u0_range: tuple = (0.0, 0.2)
+    substeps: int = 10
+
+    def __post_init__(self):
+        if self.nx < 4 or self.nt < 2 or self.substeps < 1 or self.t_end <= 0:
+            raise ValueError("need nx >= 4, nt >= 2, substeps >= 1 and t_end > 0")
+        if len(self.u0_range) != 2 or not 0 <= self.u0_range[0] <= self.u0_range[1]:
+            raise ValueError(f"`u0_range` must be [low, high] with 0 <= low <= high, got {self.u0_range}")
+
+
+class DiffusionSorptionProblem(Problem):
+    name = "diffusion-sorption"
+    Parameters = DiffusionSorptionParameters
+    description = "u_t = D / R(u) u_xx, Freundlich sorption; u(0,t) = 1, u(1,t) = D u_x(1,t) (PDEBench)"
+    batch_size = 50
+
+    def layout(self, params: DiffusionSorptionParameters) -> Layout:
+        return Layout(
+            fields=[FieldSpec("u", ("t", "x"), "output", "1", "concentration u(t, x)")],
+            coords={"t": np.linspace(0.0, params.t_end, params.nt),
+                    "x": (np.arange(params.nx) + 0.5) / params.nx},
+            scalars={"u0": "1", "newton_iterations": "1"},
+        )
+
+    def sample(self, params, solver, rng):
+        return self.sample_batch(params, solver, [rng])[0]
+
+    def sample_batch(self, params: DiffusionSorptionParameters, solver, rngs):
+        u0 = np.array([rng.uniform(*params.u0_range) for rng in rngs])
+        sol = solve_diffusion_sorption(u0, nx=params.nx, t_end=params.t_end, nt=params.nt,
+                                       substeps=params.substeps)
+        return [({"u": sol.u[i]}, {"u0": float(u0[i]), "newton_iterations": sol.newton_iterations})
+                for i in range(len(rngs))]
+
+
 PROBLEMS: dict[str, Problem] = {
-    problem.name: problem for problem in (DarcyProblem(), PoissonProblem(), AntiderivativeProblem())
+    problem.name: problem for problem in (DarcyProblem(), PoissonProblem(), AntiderivativeProblem(),
+                                      DiffusionSorptionProblem())
 }
 
