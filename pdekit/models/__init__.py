@@ -3,6 +3,8 @@ checkpoints rebuild them with no code (:func:`load_model`)."""
 
 from pdekit.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from pdekit.models.deeponet import DeepONet
+from pdekit.models.fno import FNO2d, FNO3d
+from pdekit.models.hard_constraint import HardConstraintFNO, SoftConstraintFNO
 from pdekit.models.lsm import LatentSpectralModel
 from pdekit.models.modern_unet import ModernUNet1d
 from pdekit.models.multionet import MultiONet
@@ -15,12 +17,16 @@ __all__ = [
     "MODELS",
     "CheckpointError",
     "DeepONet",
+    "FNO2d",
+    "FNO3d",
+    "HardConstraintFNO",
     "LatentSpectralModel",
     "ModernUNet1d",
     "MultiONet",
     "NormalizedModel",
     "OneStepUNet",
     "PDERefiner",
+    "SoftConstraintFNO",
     "UNet",
     "build_model",
     "load_checkpoint",

@@ -1,0 +1,255 @@
+"""Physics-informed hard constraints with a mixture of experts (PI-HC-MoE).
+
+Chalapathi, Du, Krishnapriyan, "Scaling physics-informed hard constraints with
+mixture-of-experts", ICLR 2024 (arXiv 2402.13412), sections 3-4.
+
+An FNO maps the initial condition (broadcast over time) and the space-time grid to ``N`` basis
+functions ``b(t, x)``; the prediction is ``u = b . w`` with ``w`` the nonlinear least-squares
+solution of the PDE residual at ``m`` sampled collocation points, the initial-condition and
+boundary residuals and a ridge term ``1e-4 w`` (their eq. 3):
+
+    w* = argmin_w ||F(b w)||^2,
+
+solved by Levenberg-Marquardt in float64 and differentiated by the implicit function theorem
+(:mod:`pdekit.models.least_squares`). Derivatives of ``u`` are linear in ``w``: they are taken
+once on the basis (finite differences on the grid, as the reference code does).
+
+The mixture of experts (their section 4, eq. 5) splits the grid among ``K`` experts along
+space by a fixed uniform router; expert ``k`` solves its own problem for ``w_k`` with the
+collocation points of its block plus the global initial and boundary residuals, and
+``u = sum_k 1[x in block k] b . w_k`` (no continuity across blocks). The ``K`` problems are one
+batched solve, so they run in parallel on one device. ``experts = 1`` is the single global
+hard constraint (PI-HC).
+
+:class:`SoftConstraintFNO` is the soft-constraint baseline (PI-SC): the same FNO with one
+output, trained with the same physics loss (:func:`physics_loss`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pdekit.models.fno import FourierNeuralOperator
+from pdekit.models.least_squares import solve_least_squares
+from pdekit.models.registry import register_model
+
+__all__ = ["DiffusionSorptionPhysics", "HardConstraintFNO", "SoftConstraintFNO", "physics_loss"]
+
+
+@dataclass(frozen=True)
+class DiffusionSorptionPhysics:
+    """Residuals of 1D diffusion-sorption (PDEBench; see :mod:`pdekit.classical.diffusion_sorption`)
+    on a ``(t, x)`` grid of cell centres.
+
+    ``pde = time_scale (u_t - D / R(u) u_xx)`` (the time scale makes the PDE residual
+    dimensionless, commensurate with the initial and boundary residuals),
+    ``ic = u(0, x) - u0(x)``, ``left = u(t, x_0) - 1``, ``right = u(t, x_end) - D u_x(t, x_end)``
+    (boundary rows for ``t > 0``). Derivatives: second-order finite differences
+    (``torch.gradient``), ``u_xx`` as the derivative of ``u_x`` (as the reference code).
+    """
+
+    D: float = 5e-4
+    phi: float = 0.29
+    rho_s: float = 2880.0
+    k: float = 3.5e-4
+    n_f: float = 0.874
+    epsilon: float = 1e-6
+    time_scale: float = 500.0
+    ridge: float = 1e-4
+
+    def retardation(self, u: torch.Tensor) -> torch.Tensor:
+        c = (1.0 - self.phi) / self.phi * self.rho_s * self.k * self.n_f
+        return 1.0 + c * (u.clamp(min=0.0) + self.epsilon) ** (self.n_f - 1.0)
+
+    @staticmethod
+    def derivatives(v: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(v_t, v_x, v_xx)`` of ``v`` (..., nt, nx) on the grid ``t``, ``x``."""
+        (v_t,) = torch.gradient(v, spacing=(t.to(v.dtype),), dim=-2)
+        (v_x,) = torch.gradient(v, spacing=(x.to(v.dtype),), dim=-1)
+        (v_xx,) = torch.gradient(v_x, spacing=(x.to(v.dtype),), dim=-1)
+        return v_t, v_x, v_xx
+
+    def pde(self, u: torch.Tensor, u_t: torch.Tensor, u_xx: torch.Tensor) -> torch.Tensor:
+        return self.time_scale * (u_t - self.D / self.retardation(u) * u_xx)
+
+    def field_residuals(self, u: torch.Tensor, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor
+                        ) -> dict[str, torch.Tensor]:
+        """Residuals of fields ``u`` (B, nt, nx) with initial values ``u0`` (B, nx):
+        ``pde`` (B, nt, nx), ``ic`` (B, nx), ``left``/``right`` (B, nt - 1)."""
+        u_t, u_x, u_xx = self.derivatives(u, t, x)
+        return {"pde": self.pde(u, u_t, u_xx), "ic": u[:, 0] - u0,
+                "left": u[:, 1:, 0] - 1.0, "right": u[:, 1:, -1] - self.D * u_x[:, 1:, -1]}
+
+    def least_squares_residual(self, w, b, b_t, b_xx, b0, u0, b_left, b_right, b_right_x):
+        """``F(w)`` of one expert: PDE rows at its points (``b``, ``b_t``, ``b_xx``: (m, N)),
+        IC rows (``b0``: (nx, N), ``u0``: (nx,)), boundary rows ((nt - 1, N) each), ridge."""
+        return torch.cat([
+            self.pde(b @ w, b_t @ w, b_xx @ w),
+            b0 @ w - u0,
+            b_left @ w - 1.0,
+            b_right @ w - self.D * (b_right_x @ w),
+            self.ridge * w,
+        ])
+
+    def least_squares_jacobian(self, w, b, b_t, b_xx, b0, u0, b_left, b_right, b_right_x):
+        """``dF/dw`` of :meth:`least_squares_residual` in closed form: (M, N)."""
+        u, u_xx = b @ w, b_xx @ w
+        R = self.retardation(u)
+        c = (1.0 - self.phi) / self.phi * self.rho_s * self.k * self.n_f
+        dR = torch.where(u > 0, c * (self.n_f - 1.0) * (u.clamp(min=0.0) + self.epsilon) ** (self.n_f - 2.0),
+                         torch.zeros_like(u))
+        pde = self.time_scale * (b_t - (self.D / R)[:, None] * b_xx
+                                 + (self.D * dR / R.square() * u_xx)[:, None] * b)
+        eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+        return torch.cat([pde, b0, b_left, b_right - self.D * b_right_x, self.ridge * eye])
+
+
+PHYSICS = {"diffusion-sorption": DiffusionSorptionPhysics}
+
+
+def physics_loss(physics: DiffusionSorptionPhysics, u: torch.Tensor, u0: torch.Tensor,
+                 t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The physics-only training loss per sample (B,): mean squared PDE residual over the grid
+    plus mean squared initial and boundary residuals (no interior solution labels)."""
+    r = physics.field_residuals(u, u0, t, x)
+    return sum(v.square().flatten(1).mean(1) for v in r.values())
+
+
+def _inputs(u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor, time_scale: float) -> torch.Tensor:
+    batch, nx = u0.shape
+    nt = t.shape[0]
+    grid_t = (t / time_scale).to(u0.dtype)[None, :, None].expand(batch, nt, nx)
+    grid_x = x.to(u0.dtype)[None, None, :].expand(batch, nt, nx)
+    return torch.stack([u0[:, None, :].expand(batch, nt, nx), grid_t, grid_x], dim=1)
+
+
+class _PhysicsFNO(nn.Module):
+    def __init__(self, pde: str, out_channels: int, modes, width: int, layers: int, fc_dim: int,
+                 padding: int, activate_last: bool):
+        super().__init__()
+        if pde not in PHYSICS:
+            raise ValueError(f"{type(self).__name__}: unknown `pde` {pde!r}; available: {sorted(PHYSICS)}")
+        self.physics = PHYSICS[pde]()
+        self.fno = FourierNeuralOperator(3, out_channels, tuple(modes), width, layers, fc_dim, padding,
+                                         "gelu", activate_last)
+
+
+@register_model("pi-sc")
+class SoftConstraintFNO(_PhysicsFNO):
+    """Soft-constraint baseline (PI-SC): an FNO2d whose single output is the solution, trained
+    with :func:`physics_loss` (Chalapathi et al. 2024, section 5).
+
+    Parameters
+    ----------
+    pde : str
+        ``"diffusion-sorption"``.
+    modes, width, layers, fc_dim, padding
+        The FNO2d backbone (paper: 8 x 8 modes, width 64, 5 layers, fc_dim 128).
+
+    Shapes:
+        ``forward(u0: (B, nx), t: (nt,), x: (nx,)) -> u: (B, nt, nx)``
+    """
+
+    def __init__(self, pde: str = "diffusion-sorption", modes=(8, 8), width: int = 64, layers: int = 5,
+                 fc_dim: int = 128, padding: int = 8):
+        super().__init__(pde, 1, modes, width, layers, fc_dim, padding, False)
+
+    def forward(self, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.fno(_inputs(u0, t, x, self.physics.time_scale))[:, 0]
+
+
+@register_model("pi-hc")
+class HardConstraintFNO(_PhysicsFNO):
+    """Physics-informed hard constraint with ``experts`` spatial experts (PI-HC-MoE; PI-HC when
+    ``experts = 1``), Chalapathi et al. 2024, eq. 3-5.
+
+    Parameters
+    ----------
+    pde : str
+        ``"diffusion-sorption"``.
+    basis : int
+        Basis functions ``N`` the FNO outputs (16 in the paper).
+    experts : int
+        Spatial experts ``K`` (the grid's ``nx`` must be divisible by it).
+    points : int
+        Collocation points per expert (paper: 20000), drawn uniformly without replacement from
+        the expert's block at every forward pass (a fixed draw in eval mode).
+    modes, width, layers, fc_dim, padding
+        The FNO2d backbone.
+
+    Other Parameters
+    ----------------
+    maxiter, rtol : int, float
+        Levenberg-Marquardt iteration cap (50) and relative gradient tolerance.
+
+    Shapes:
+        ``forward(u0: (B, nx), t: (nt,), x: (nx,)) -> u: (B, nt, nx)``; after a call,
+        ``last_solve`` holds the LM ``iterations`` and ``gradient_norm`` (B, K).
+    """
+
+    def __init__(self, pde: str = "diffusion-sorption", basis: int = 16, experts: int = 1,
+                 points: int = 20000, modes=(8, 8), width: int = 64, layers: int = 5, fc_dim: int = 128,
+                 padding: int = 8, maxiter: int = 50, rtol: float = 1e-6):
+        super().__init__(pde, basis, modes, width, layers, fc_dim, padding, True)
+        if experts < 1 or points < 1 or basis < 1:
+            raise ValueError("HardConstraintFNO: `experts`, `points` and `basis` must be >= 1")
+        self.experts, self.points, self.basis = int(experts), int(points), int(basis)
+        self.options = {"maxiter": int(maxiter), "rtol": float(rtol), "atol": 1e-12,
+                        "jacobian": self.physics.least_squares_jacobian}
+        self.last_solve: dict[str, torch.Tensor] = {}
+
+    def basis_functions(self, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The FNO's basis ``b``: (B, N, nt, nx)."""
+        return self.fno(_inputs(u0, t, x, self.physics.time_scale))
+
+    def sample_points(self, nt: int, nx: int, device) -> torch.Tensor:
+        """Flat ``t * nx + x`` indices of the collocation points: (K, m), expert ``k``'s from its
+        block of ``nx / K`` columns (torch's global RNG in training, a fixed draw in eval)."""
+        width = nx // self.experts
+        size = nt * width
+        m = min(self.points, size)
+        generator = None
+        if not self.training:
+            generator = torch.Generator().manual_seed(0)
+        local = torch.stack([torch.randperm(size, generator=generator)[:m] for _ in range(self.experts)])
+        t_index, x_index = local // width, local % width
+        offsets = torch.arange(self.experts)[:, None] * width
+        return (t_index * nx + x_index + offsets).to(device)
+
+    def forward(self, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        batch, nx = u0.shape
+        nt = t.shape[0]
+        K, N = self.experts, self.basis
+        if nx % K:
+            raise ValueError(f"HardConstraintFNO: {nx} grid columns do not split among {K} experts")
+        b = self.basis_functions(u0, t, x).double()
+        b_t, b_x, b_xx = self.physics.derivatives(b, t.double(), x.double())
+        index = self.sample_points(nt, nx, u0.device)  # (K, m)
+
+        def at_points(v):  # (B, N, nt, nx) -> (B * K, m, N)
+            flat = v.flatten(2)[:, :, index]  # (B, N, K, m)
+            return flat.permute(0, 2, 3, 1).reshape(batch * K, -1, N)
+
+        def global_rows(v):  # (B, rows, N) -> (B * K, rows, N), the same rows for every expert
+            return v[:, None].expand(batch, K, *v.shape[1:]).reshape(batch * K, *v.shape[1:])
+
+        params = (
+            at_points(b), at_points(b_t), at_points(b_xx),
+            global_rows(b[:, :, 0, :].transpose(1, 2)),
+            u0.double()[:, None].expand(batch, K, nx).reshape(batch * K, nx),
+            global_rows(b[:, :, 1:, 0].transpose(1, 2)),
+            global_rows(b[:, :, 1:, -1].transpose(1, 2)),
+            global_rows(b_x[:, :, 1:, -1].transpose(1, 2)),
+        )
+        w0 = torch.ones(batch * K, N, dtype=torch.float64, device=u0.device)
+        w, iterations, gradient_norm = solve_least_squares(self.physics.least_squares_residual, w0, params,
+                                                           **self.options)
+        self.last_solve = {"iterations": iterations.reshape(batch, K),
+                           "gradient_norm": gradient_norm.reshape(batch, K)}
+        w = w.reshape(batch, K, N)
+        blocks = b.reshape(batch, N, nt, K, nx // K)
+        u = torch.einsum("bntkj,bkn->btkj", blocks, w).reshape(batch, nt, nx)
+        return u.to(u0.dtype)
