@@ -6,7 +6,7 @@ learned solvers trained and evaluated against them.
 
 from pdekit._version import __version__
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", "load", "load_preconditioner"]
 
 
 def load(path, *, expected: str | None = None, device: str = "cpu"):
@@ -18,3 +18,12 @@ def load(path, *, expected: str | None = None, device: str = "cpu"):
     from pdekit.models import load_model
 
     return load_model(path, expected=expected, device=device)
+
+
+def load_preconditioner(path, *, device: str = "cpu"):
+    """The learned preconditioner of a DCDM checkpoint, for ``pdekit.linalg.cg(A, b, M=M)`` or
+    ``pdekit.linalg.dcdm(A, b, M)`` on any grid size and obstacle layout (it binds to each
+    ``A``). See :class:`pdekit.models.dcdm.LearnedPreconditioner`."""
+    from pdekit.models import LearnedPreconditioner, load_model
+
+    return LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device))

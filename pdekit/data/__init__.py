@@ -6,7 +6,10 @@ from pdekit.data.formats import export_dataset
 from pdekit.data.generate import DatasetExistsError, generate
 from pdekit.data.problems import PROBLEMS
 from pdekit.data.recipe import Recipe, RecipeError, load_recipe
+from pdekit.data.ritz import RitzVectorProblem
 from pdekit.data.shards import read_manifest, verify_dataset
+
+PROBLEMS[RitzVectorProblem.name] = RitzVectorProblem()  # problems built on pdekit.data's own modules
 
 __all__ = [
     "PROBLEMS",

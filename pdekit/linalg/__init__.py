@@ -7,6 +7,7 @@ solvers (:func:`cg`, :func:`sor`), preconditioners (:func:`jacobi`, :func:`ssor`
 
 from pdekit.linalg.cg import cg
 from pdekit.linalg.csr import CSROperator
+from pdekit.linalg.dcdm import dcdm
 from pdekit.linalg.lanczos import LanczosResult, lanczos
 from pdekit.linalg.multigrid import MultigridPreconditioner, multigrid
 from pdekit.linalg.operator import (
@@ -34,6 +35,7 @@ __all__ = [
     "StencilOperator",
     "aslinearoperator",
     "cg",
+    "dcdm",
     "ichol0",
     "jacobi",
     "lanczos",

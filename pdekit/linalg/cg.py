@@ -194,9 +194,14 @@ def prepare_system(fn: str, A, b, x0):
 
 
 def prepare_preconditioner(fn: str, A: LinearOperator, M) -> LinearOperator | None:
-    """Validate a preconditioner ``M`` (an operator or callable approximating ``A^{-1}``)."""
+    """Validate a preconditioner ``M`` (an operator or callable approximating ``A^{-1}``).
+
+    A preconditioner with a ``bind(A)`` method (e.g. a learned one, which serves any grid) is
+    bound to ``A`` first."""
     if M is None:
         return None
+    if hasattr(M, "bind") and callable(M.bind):
+        M = M.bind(A)
     if callable(M) and not isinstance(M, LinearOperator):
         M = aslinearoperator(M, shape=A.shape, dtype=A.dtype, device=A.device)
     M = aslinearoperator(M)
@@ -251,7 +256,9 @@ def cg(
         Look at the residual on the host every this many iterations (each look is a
         device-to-host sync). Default 1 on the CPU or with a preconditioner, 10 otherwise.
     flexible : bool
-        Polak-Ribiere ``beta`` (flexible CG) for variable or nonlinear preconditioners.
+        Polak-Ribiere ``beta`` (flexible CG) for variable or nonlinear preconditioners; always
+        on for a preconditioner tagged ``nonlinear`` (a learned one, which ``cg`` also binds to
+        ``A``: see :class:`pdekit.models.dcdm.LearnedPreconditioner`).
 
     Returns
     -------
@@ -286,6 +293,7 @@ def cg(
     atol = check_tolerance(fn, "atol", atol)
     maxiter = check_maxiter(fn, maxiter, 10 * A.n)
     M = prepare_preconditioner(fn, A, M)
+    flexible = flexible or bool(getattr(M, "nonlinear", False))
     if M is not None and M.symmetric is False and not flexible:
         raise ValueError(
             f"{fn}: `M` is tagged symmetric=False; pass `flexible=True` for a nonsymmetric or "

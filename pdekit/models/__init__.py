@@ -2,6 +2,7 @@
 checkpoints rebuild them with no code (:func:`load_model`)."""
 
 from pdekit.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from pdekit.models.dcdm import DCDMNet, LearnedPreconditioner
 from pdekit.models.deeponet import DeepONet
 from pdekit.models.fno import FNO2d, FNO3d
 from pdekit.models.hard_constraint import HardConstraintFNO, SoftConstraintFNO
@@ -16,11 +17,13 @@ from pdekit.models.unet import UNet
 __all__ = [
     "MODELS",
     "CheckpointError",
+    "DCDMNet",
     "DeepONet",
     "FNO2d",
     "FNO3d",
     "HardConstraintFNO",
     "LatentSpectralModel",
+    "LearnedPreconditioner",
     "ModernUNet1d",
     "MultiONet",
     "NormalizedModel",

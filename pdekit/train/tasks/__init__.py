@@ -3,4 +3,7 @@
 Importing this package registers them; each module holds one method's task.
 """
 
-from pdekit.train.tasks import refiner  # noqa: F401  (PDE-Refiner and its one-step baseline)
+from pdekit.train.tasks import (  # noqa: F401  (imported to register the tasks)
+    dcdm,  # the deep conjugate direction method
+    refiner,  # PDE-Refiner and its one-step baseline
+)

@@ -1,0 +1,199 @@
+"""The deep conjugate direction method's network, and the learned preconditioner built on it.
+
+Kaneda, Akar, Chen, Kala, Hyde & Teran, "A Deep Conjugate Direction Method for Iteratively
+Solving Linear Systems", ICML 2023 (arXiv:2205.10763), Sec. 3.3 and Fig. 2: a fully
+convolutional network ``f`` with ``f(r) ≈ c A^{-1} r`` (any scale ``c``), trained without
+solutions on the scale-invariant loss of their Eq. (8) (:func:`dcdm_loss`). Because it is fully
+convolutional and masks solid cells, one model serves any grid size and obstacle layout.
+
+:class:`LearnedPreconditioner` wraps a trained network as a :class:`~pdekit.linalg.LinearOperator`
+(tagged nonlinear), so ``pdekit.linalg.cg(A, b, M=M)`` (flexible CG) and
+``pdekit.linalg.dcdm(A, b, M)`` both take it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pdekit.linalg.operator import LinearOperator, normalize_device
+from pdekit.models.registry import register_model
+
+__all__ = ["DCDMNet", "LearnedPreconditioner", "dcdm_loss"]
+
+
+class _ResidualPair(nn.Module):
+    """``h + relu(conv(relu(conv(h))))``: two 'same' convolutions, ReLU before the skip."""
+
+    def __init__(self, conv, channels: int):
+        super().__init__()
+        self.first = conv(channels, channels, 3, padding=1)
+        self.second = conv(channels, channels, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + F.relu(self.second(F.relu(self.first(h))))
+
+
+@register_model("dcdm-net")
+class DCDMNet(nn.Module):
+    """The DCDM network (Kaneda et al. 2023, Fig. 2): residual -> search direction.
+
+    A 3x3(x3) convolution lifts the residual to ``channels``; ``blocks[0]`` residual pairs at
+    full resolution; a 2x average pool; ``blocks[1]`` pairs at half resolution; nearest
+    upsampling added back to the full-resolution features; ``blocks[2]`` more pairs; a per-cell
+    linear head to one channel. ``blocks=(2, 3, 2)`` gives the paper's 64^3 model (15
+    convolutions, 97,457 parameters in 3D); ``(3, 5, 3)`` its 128^3 one (23, 152,881).
+
+    Parameters
+    ----------
+    dim : {2, 3}
+        Spatial dimension.
+    channels : int
+        Feature channels (16 in the paper).
+    blocks : (int, int, int)
+        Residual pairs before the pool, at half resolution, after the upsampling.
+
+    Shapes:
+        ``forward(r, solid)``: ``r`` ``(B, *grid)``, ``solid`` ``(B, *grid)`` or ``grid``
+        (bool, True on solid cells) or None -> ``(B, *grid)``, zero on solid cells. Any grid
+        size, odd ones included.
+    """
+
+    def __init__(self, dim: int = 3, channels: int = 16, blocks: Sequence[int] = (2, 3, 2)):
+        super().__init__()
+        if dim not in (2, 3):
+            raise ValueError(f"DCDMNet: `dim` must be 2 or 3, got {dim}")
+        blocks = tuple(int(b) for b in blocks)
+        if len(blocks) != 3 or min(blocks) < 0:
+            raise ValueError(f"DCDMNet: `blocks` must be three non-negative integers, got {blocks}")
+        conv = nn.Conv3d if dim == 3 else nn.Conv2d
+        self.dim = dim
+        self.lift = conv(1, channels, 3, padding=1)
+        self.fine = nn.Sequential(*[_ResidualPair(conv, channels) for _ in range(blocks[0])])
+        self.coarse = nn.Sequential(*[_ResidualPair(conv, channels) for _ in range(blocks[1])])
+        self.after = nn.Sequential(*[_ResidualPair(conv, channels) for _ in range(blocks[2])])
+        self.head = conv(channels, 1, 1)
+
+    def forward(self, r: torch.Tensor, solid: torch.Tensor | None = None) -> torch.Tensor:
+        if r.ndim != self.dim + 1:
+            raise ValueError(f"DCDMNet: `r` must be (batch, *grid) with {self.dim} grid axes, "
+                             f"got shape {tuple(r.shape)}")
+        fluid = None if solid is None else (~solid.bool()).to(r.dtype)
+        if fluid is not None:
+            r = r * fluid
+        h = F.relu(self.lift(r.unsqueeze(1)))
+        h = self.fine(h)
+        pool = F.avg_pool3d if self.dim == 3 else F.avg_pool2d
+        coarse = self.coarse(pool(h, 2, ceil_mode=True))
+        upsampled = F.interpolate(coarse, scale_factor=2, mode="nearest")
+        h = h + upsampled[(..., *[slice(0, n) for n in r.shape[1:]])]
+        out = self.head(self.after(h)).squeeze(1)
+        return out * fluid if fluid is not None else out
+
+
+def dcdm_loss(A, b: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Kaneda et al. (2023), Eq. (8): ``|| b - (q.b / q.Aq) A q ||^2`` per sample.
+
+    The residual left after an exact line search from 0 along ``q``: invariant to the scale
+    of ``q`` (and zero when ``q`` is parallel to ``A^{-1} b``). ``A`` maps ``(B, *grid)``
+    batches (e.g. a :class:`~pdekit.linalg.StencilOperator`'s ``matvec``); ``b`` and ``q``
+    are ``(B, *grid)``. Returns ``(B,)``.
+    """
+    Aq = A(q)
+    batch = b.shape[0]
+    qb = (q * b).reshape(batch, -1).sum(1)
+    qAq = (q * Aq).reshape(batch, -1).sum(1)
+    tiny = torch.finfo(q.dtype).tiny
+    step = qb / torch.where(qAq.abs() > tiny, qAq, torch.full_like(qAq, tiny))
+    residual = b - step.reshape(batch, *([1] * (b.ndim - 1))) * Aq
+    return residual.square().reshape(batch, -1).sum(1)
+
+
+class LearnedPreconditioner(LinearOperator):
+    """A trained :class:`DCDMNet` as a preconditioner ``M r = ±||r|| f(r / ||r||)`` (the sign
+    that makes ``r . M r >= 0``).
+
+    Nonlinear (tagged ``symmetric=False`` and ``nonlinear=True``): :func:`pdekit.linalg.cg`
+    switches to flexible CG for it, and :func:`pdekit.linalg.dcdm` is the iteration it was
+    trained for. Not yet bound to a system it has no shape; ``cg`` and ``dcdm`` bind it to
+    their ``A`` (:meth:`bind`: grid shape, solid cells, dtype and device), so one object serves
+    every system. The network runs in its own dtype (float32) whatever ``A``'s.
+
+    Parameters
+    ----------
+    net : DCDMNet
+        The trained network (e.g. ``pdekit.load(path)``).
+    grid_shape : tuple of int, optional
+        Bind to this grid now (as :meth:`bind`).
+    solid : bool tensor, optional
+        Solid cells of that grid.
+    """
+
+    nonlinear = True
+
+    def __init__(self, net: DCDMNet, grid_shape: Sequence[int] | None = None, solid=None, *,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
+        device = normalize_device(device) if device is not None else next(net.parameters()).device
+        grid_shape = tuple(grid_shape) if grid_shape is not None else (1,) * net.dim
+        if len(grid_shape) != net.dim:
+            raise ValueError(f"LearnedPreconditioner: a {net.dim}D network cannot precondition a "
+                             f"grid of shape {grid_shape}")
+        n = math.prod(grid_shape)
+        super().__init__((n, n), dtype, device, vector_shape=grid_shape, symmetric=False)
+        self.net = net.to(device).eval()
+        self.bound = grid_shape != (1,) * net.dim or solid is not None
+        self.solid = None if solid is None else torch.as_tensor(solid, device=device).bool()
+        self.net_dtype = next(net.parameters()).dtype
+
+    def bind(self, A) -> LearnedPreconditioner:
+        """This preconditioner for the system ``A`` (its grid shape, solid cells, dtype, device)."""
+        shape = tuple(getattr(A, "vector_shape", ()))
+        if len(shape) != self.net.dim:
+            raise ValueError(f"LearnedPreconditioner: `A` must act on a {self.net.dim}D grid (e.g. a "
+                             f"StencilOperator); it acts on vectors of shape {shape}")
+        net = self.net if normalize_device(A.device) == self.device else self.net.to(A.device)
+        return LearnedPreconditioner(net, shape, getattr(A, "solid", None), dtype=A.dtype, device=A.device)
+
+    @torch.no_grad()
+    def _matvec(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        norm = torch.linalg.vector_norm(x.reshape(batch, -1), dim=1)
+        scale = torch.where(norm > 0, norm, torch.ones_like(norm)).reshape(batch, *([1] * (x.ndim - 1)))
+        solid = None if self.solid is None else self.solid.expand(x.shape)
+        z = self.net((x / scale).to(self.net_dtype), solid).to(x.dtype)
+        # the network's scale, sign included, is arbitrary: choose the sign with r.Mr >= 0
+        # (what CG's step needs; DCDM's line search does not care)
+        sign = torch.where((z * x).reshape(batch, -1).sum(1) < 0, -1.0, 1.0).to(x.dtype)
+        return z * (sign.reshape(scale.shape) * scale)
+
+    def _to(self, device, dtype) -> LearnedPreconditioner:
+        return LearnedPreconditioner(self.net.to(device), self.vector_shape if self.bound else None,
+                                     self.solid, dtype=dtype, device=device)
+
+    def as_scipy(self, grid_shape: Sequence[int] | None = None,
+                 solid=None) -> scipy.sparse.linalg.LinearOperator:
+        """As a SciPy ``LinearOperator`` on flattened vectors of ``grid_shape`` (C order), e.g.
+        for ``scipy.sparse.linalg.cg(A, b, M=M.as_scipy(shape))`` (SciPy's CG assumes a fixed
+        SPD ``M``: expect it to work less well than the flexible :func:`pdekit.linalg.cg`)."""
+        if grid_shape is None:
+            if not self.bound:
+                raise ValueError("LearnedPreconditioner.as_scipy: give `grid_shape`")
+            op = self
+        else:
+            op = LearnedPreconditioner(self.net, grid_shape, solid, dtype=torch.float64, device=self.device)
+        n = op.shape[0]
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            x = torch.as_tensor(np.asarray(v, np.float64).reshape(1, *op.vector_shape), device=op.device)
+            return op._matvec(x.to(op.dtype)).double().cpu().numpy().reshape(v.shape)
+
+        return scipy.sparse.linalg.LinearOperator((n, n), matvec=apply, dtype=np.float64)
+
+    def _describe_tags(self) -> str:
+        return "nonlinear (a network), symmetric=False"
