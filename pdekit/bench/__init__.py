@@ -45,9 +45,14 @@ BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
                                   "dataset generation: samples per second, ours vs a SciPy spsolve loop"),
     "ot": _module_benchmark("ot", "ot", "optimal transport: Sinkhorn and Sinkhorn-Newton-Sparse vs POT"),
     "train": _module_benchmark("train", "train", "training throughput: the Trainer vs a bare PyTorch loop"),
+    "dcdm": _module_benchmark("dcdm", "dcdm", "learned preconditioner (DCDM) vs CG, IC(0), multigrid and "
+                              "PyAMG on Poisson systems with changing obstacles"),
     "sor-bandit": _module_benchmark("sor-bandit", "sor_bandit",
                                     "SOR relaxation factor tuned online by bandits vs fixed omega"),
     "ks": _module_benchmark("ks", "ks", "Kuramoto-Sivashinsky generation: batched ETDRK4 vs scipy Radau"),
+    "hard-constraints": _module_benchmark("hard-constraints", "hard_constraints",
+                                          "physics-informed hard constraint: global vs mixture of experts, "
+                                          "time per step against sampled points"),
 }
 
 

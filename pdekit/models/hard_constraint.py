@@ -75,11 +75,13 @@ class DiffusionSorptionPhysics:
     def pde(self, u: torch.Tensor, u_t: torch.Tensor, u_xx: torch.Tensor) -> torch.Tensor:
         return self.time_scale * (u_t - self.D / self.retardation(u) * u_xx)
 
-    def field_residuals(self, u: torch.Tensor, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor
-                        ) -> dict[str, torch.Tensor]:
+    def field_residuals(self, u: torch.Tensor, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
+                        derivatives: tuple[torch.Tensor, ...] | None = None) -> dict[str, torch.Tensor]:
         """Residuals of fields ``u`` (B, nt, nx) with initial values ``u0`` (B, nx):
-        ``pde`` (B, nt, nx), ``ic`` (B, nx), ``left``/``right`` (B, nt - 1)."""
-        u_t, u_x, u_xx = self.derivatives(u, t, x)
+        ``pde`` (B, nt, nx), ``ic`` (B, nx), ``left``/``right`` (B, nt - 1). ``derivatives``:
+        ``(u_t, u_x, u_xx)`` when known (a hard-constraint model's, taken on its basis),
+        else finite differences of ``u``."""
+        u_t, u_x, u_xx = self.derivatives(u, t, x) if derivatives is None else derivatives
         return {"pde": self.pde(u, u_t, u_xx), "ic": u[:, 0] - u0,
                 "left": u[:, 1:, 0] - 1.0, "right": u[:, 1:, -1] - self.D * u_x[:, 1:, -1]}
 
@@ -111,10 +113,14 @@ PHYSICS = {"diffusion-sorption": DiffusionSorptionPhysics}
 
 
 def physics_loss(physics: DiffusionSorptionPhysics, u: torch.Tensor, u0: torch.Tensor,
-                 t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+                 t: torch.Tensor, x: torch.Tensor, derivatives: tuple[torch.Tensor, ...] | None = None
+                 ) -> torch.Tensor:
     """The physics-only training loss per sample (B,): mean squared PDE residual over the grid
-    plus mean squared initial and boundary residuals (no interior solution labels)."""
-    r = physics.field_residuals(u, u0, t, x)
+    plus mean squared initial and boundary residuals (no interior solution labels).
+    ``derivatives``: as in :meth:`DiffusionSorptionPhysics.field_residuals` (for a mixture of
+    experts, each block's derivatives are its own expert's, so the loss does not difference
+    across the discontinuities between blocks)."""
+    r = physics.field_residuals(u, u0, t, x, derivatives)
     return sum(v.square().flatten(1).mean(1) for v in r.values())
 
 
@@ -187,7 +193,9 @@ class HardConstraintFNO(_PhysicsFNO):
 
     Shapes:
         ``forward(u0: (B, nx), t: (nt,), x: (nx,)) -> u: (B, nt, nx)``; after a call,
-        ``last_solve`` holds the LM ``iterations`` and ``gradient_norm`` (B, K).
+        ``last_solve`` holds the LM ``iterations`` and ``gradient_norm`` (B, K), and
+        ``last_derivatives`` ``(u_t, u_x, u_xx)`` taken on the basis (each block with its
+        expert's weights).
     """
 
     def __init__(self, pde: str = "diffusion-sorption", basis: int = 16, experts: int = 1,
@@ -200,6 +208,7 @@ class HardConstraintFNO(_PhysicsFNO):
         self.options = {"maxiter": int(maxiter), "rtol": float(rtol), "atol": 1e-12,
                         "jacobian": self.physics.least_squares_jacobian}
         self.last_solve: dict[str, torch.Tensor] = {}
+        self.last_derivatives: tuple[torch.Tensor, ...] | None = None
 
     def basis_functions(self, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The FNO's basis ``b``: (B, N, nt, nx)."""
@@ -250,6 +259,10 @@ class HardConstraintFNO(_PhysicsFNO):
         self.last_solve = {"iterations": iterations.reshape(batch, K),
                            "gradient_norm": gradient_norm.reshape(batch, K)}
         w = w.reshape(batch, K, N)
-        blocks = b.reshape(batch, N, nt, K, nx // K)
-        u = torch.einsum("bntkj,bkn->btkj", blocks, w).reshape(batch, nt, nx)
-        return u.to(u0.dtype)
+
+        def combine(v):  # u = sum_k 1[x in block k] v . w_k
+            blocks = v.reshape(batch, N, nt, K, nx // K)
+            return torch.einsum("bntkj,bkn->btkj", blocks, w).reshape(batch, nt, nx).to(u0.dtype)
+
+        self.last_derivatives = tuple(combine(v) for v in (b_t, b_x, b_xx))
+        return combine(b)

@@ -7,3 +7,4 @@ from pdekit.train.tasks import (  # noqa: F401  (imported to register the tasks)
     dcdm,  # the deep conjugate direction method
     refiner,  # PDE-Refiner and its one-step baseline
 )
+from pdekit.train.tasks import hard_constraints  # noqa: F401  (physics-informed hard / soft constraints)
