@@ -20,7 +20,7 @@ from pdekit.classical import darcy, poisson
 from pdekit.classical.diffusion_sorption import solve_diffusion_sorption
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
-from pdekit.classical.navier_stokes import periodic_gaussian_random_field, solve_navier_stokes_2d
+from pdekit.classical.kuramoto_sivashinsky import ks_initial_condition, solve_kuramoto_sivashinsky
 from pdekit.linalg.stencil import _normalize_bc
 
 __all__ = ["PROBLEMS", "FieldSpec", "Layout", "Problem"]
@@ -68,6 +68,11 @@ class Problem:
     def sample(self, params, solver, rng: np.random.Generator) -> tuple[dict, dict]:
         """One sample: ``({field: array}, {scalar: number})``."""
         raise NotImplementedError
+
+    def for_split(self, params, split: str):
+        """The parameters of ``split``'s samples (default: the recipe's; e.g. longer test
+        trajectories)."""
+        return params
 
 
 _SOLVER_SCALARS = {"iterations": "1", "relative_residual": "1"}
@@ -293,63 +298,84 @@ class DiffusionSorptionProblem(Problem):
                 for i in range(len(rngs))]
 
 
-
-# -- 2D Navier-Stokes (vorticity) -----------------------------------------------------------
+# -- Kuramoto-Sivashinsky -------------------------------------------------------------------
 @dataclass(frozen=True)
-class NavierStokes2DParameters:
-    """2D incompressible Navier-Stokes in vorticity form on the periodic unit square, unforced
-    (see :mod:`pdekit.classical.navier_stokes`): ``n x n`` points (``test_size`` in the other
-    splits than ``train``), ``nt`` stored times on ``[0, t_end]``, viscosity ``nu``, initial
-    vorticity a Gaussian random field (squared-exponential spectrum, ``length_scale``,
-    standard deviation ``std``); the time step follows the CFL number ``cfl``."""
+class KuramotoSivashinskyParameters:
+    """1D Kuramoto-Sivashinsky trajectories, the PDE-Refiner / LPSDA setup (see
+    :mod:`pdekit.classical.kuramoto_sivashinsky`): per trajectory ``L ~ U(length)``, stored time
+    step ``dt * U(1 - dt_spread, 1 + dt_spread)`` (LPSDA draws the end time within 10%),
+    ``nu ~ U(viscosity)``, a sum-of-sines initial condition, ``burn_in`` discarded frames, then
+    ``frames`` stored ones (``eval_frames`` in the other splits than ``train``)."""
 
-    size: int = 64
-    test_size: int = 256
-    nt: int = 64
-    t_end: float = 5.0
-    nu: float = 1e-4
-    length_scale: float = 0.8
-    std: float = 1.0
-    cfl: float = 0.5
+    points: int = 256
+    length: tuple = (57.6, 70.4)
+    dt: float = 0.2
+    dt_spread: float = 0.1
+    viscosity: tuple = (1.0, 1.0)
+    burn_in: int = 360
+    frames: int = 140
+    eval_frames: int = 640
+    substeps: int = 8
+    terms: int = 10
+    amplitude: float = 0.5
+    wavenumbers: tuple = (1, 2)
 
     def __post_init__(self):
-        if min(self.size, self.test_size) < 4 or self.size % 2 or self.test_size % 2:
-            raise ValueError("`size` and `test_size` must be even numbers >= 4")
-        if self.nt < 2 or self.t_end <= 0 or self.nu < 0 or self.length_scale <= 0 or self.std <= 0:
-            raise ValueError("need nt >= 2, t_end > 0, nu >= 0, length_scale > 0 and std > 0")
+        if self.points < 8 or self.points % 2:
+            raise ValueError(f"`points` must be an even number >= 8, got {self.points}")
+        for name in ("length", "viscosity", "wavenumbers"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or pair[0] > pair[1] or pair[0] <= 0:
+                raise ValueError(f"`{name}` must be [low, high] with 0 < low <= high, got {pair}")
+        if self.dt <= 0 or not 0 <= self.dt_spread < 1:
+            raise ValueError("`dt` must be positive and `dt_spread` lie in [0, 1)")
+        if self.frames < 2 or self.eval_frames < 2 or self.burn_in < 0 or self.substeps < 1:
+            raise ValueError("need frames >= 2, eval_frames >= 2, burn_in >= 0, substeps >= 1")
 
 
-class NavierStokes2DProblem(Problem):
-    name = "navier-stokes2d"
-    Parameters = NavierStokes2DParameters
-    description = "w_t + u.grad w = nu Laplacian w, periodic, unforced; GRF initial vorticity (PI-HC-MoE)"
-    batch_size = 16
+class KuramotoSivashinskyProblem(Problem):
+    name = "ks1d"
+    Parameters = KuramotoSivashinskyParameters
+    description = "u_t + u u_x + u_xx + nu u_xxxx = 0, periodic; ETDRK4 trajectories (PDE-Refiner)"
+    batch_size = 128
 
-    def for_split(self, params: NavierStokes2DParameters, split: str):
-        return params if split == "train" else dataclasses.replace(params, size=params.test_size)
+    def for_split(self, params: KuramotoSivashinskyParameters, split: str):
+        if split == "train" or params.eval_frames == params.frames:
+            return params
+        return dataclasses.replace(params, frames=params.eval_frames)
 
-    def layout(self, params: NavierStokes2DParameters) -> Layout:
-        x = np.arange(params.size) / params.size
+    def layout(self, params: KuramotoSivashinskyParameters) -> Layout:
         return Layout(
-            fields=[FieldSpec("w", ("t", "x", "y"), "output", "1/s", "vorticity w(t, x, y)")],
-            coords={"t": np.linspace(0.0, params.t_end, params.nt), "x": x, "y": x.copy()},
-            scalars={"steps": "1", "dt": "s"},
+            fields=[FieldSpec("u", ("t", "x"), "output", "1", "trajectory u(t, x)")],
+            coords={"t": np.arange(params.frames, dtype=np.float64),
+                    "x": np.arange(params.points) / params.points},
+            scalars={"length": "1", "dx": "1", "dt": "s", "nu": "1"},
         )
+
+    def _draw(self, params: KuramotoSivashinskyParameters, rng: np.random.Generator):
+        length = rng.uniform(*params.length)
+        dt = params.dt * rng.uniform(1 - params.dt_spread, 1 + params.dt_spread)
+        nu = rng.uniform(*params.viscosity)
+        u0 = ks_initial_condition(params.points, length, rng, terms=params.terms,
+                                  amplitude=params.amplitude, wavenumbers=tuple(params.wavenumbers))
+        return u0, length, dt, nu
 
     def sample(self, params, solver, rng):
         return self.sample_batch(params, solver, [rng])[0]
 
-    def sample_batch(self, params: NavierStokes2DParameters, solver, rngs):
-        w0 = np.stack([periodic_gaussian_random_field(params.size, rng, length_scale=params.length_scale,
-                                                      std=params.std)[0] for rng in rngs])
-        sol = solve_navier_stokes_2d(torch.from_numpy(w0), nu=params.nu, t_end=params.t_end, nt=params.nt,
-                                     cfl=params.cfl)
-        w = sol.w.numpy()
-        return [({"w": w[i]}, {"steps": sol.steps, "dt": sol.dt}) for i in range(len(rngs))]
+    def sample_batch(self, params: KuramotoSivashinskyParameters, solver, rngs):
+        drawn = [self._draw(params, rng) for rng in rngs]
+        u0 = torch.tensor(np.stack([d[0] for d in drawn]))
+        length, dt, nu = (torch.tensor([d[i] for d in drawn]) for i in (1, 2, 3))
+        u = solve_kuramoto_sivashinsky(u0, length=length, dt=dt, nu=nu, frames=params.frames,
+                                       burn_in=params.burn_in, substeps=params.substeps).numpy()
+        return [({"u": u[i]}, {"length": float(length[i]), "dx": float(length[i]) / params.points,
+                               "dt": float(dt[i]), "nu": float(nu[i])}) for i in range(len(rngs))]
+
 
 PROBLEMS: dict[str, Problem] = {
     problem.name: problem for problem in (DarcyProblem(), PoissonProblem(), AntiderivativeProblem(),
                                       DiffusionSorptionProblem(),
-                                      NavierStokes2DProblem())
+                                      KuramotoSivashinskyProblem())
 }
 

@@ -117,7 +117,8 @@ def write_shard(
     if isinstance(recipe, dict):
         recipe = recipe_from_dict(recipe)
     problem = PROBLEMS[recipe.pde]
-    layout = problem.layout(recipe.parameters)
+    params = problem.for_split(recipe.parameters, spec.split)
+    layout = problem.layout(params)
     dtype = np.dtype(recipe.dtype)
     fields: dict[str, list] = {f.name: [] for f in layout.fields}
     scalars: dict[str, list] = {name: [] for name in layout.scalars}
@@ -127,7 +128,7 @@ def write_shard(
         for index in range(spec.start, spec.stop):
             rng = sample_rng(recipe.seed, spec.split, index)
             try:
-                values, numbers = problem.sample(recipe.parameters, recipe.solver, rng)
+                values, numbers = problem.sample(params, recipe.solver, rng)
             except Exception as err:
                 raise type(err)(f"{spec.split} sample {index}: {err}") from err
             for name in fields:
