@@ -21,6 +21,7 @@ from pdekit.classical.diffusion_sorption import solve_diffusion_sorption
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
 from pdekit.classical.kuramoto_sivashinsky import ks_initial_condition, solve_kuramoto_sivashinsky
+from pdekit.classical.navier_stokes import periodic_gaussian_random_field, solve_navier_stokes_2d
 from pdekit.linalg.stencil import _normalize_bc
 
 __all__ = ["PROBLEMS", "FieldSpec", "Layout", "Problem"]
@@ -298,6 +299,60 @@ class DiffusionSorptionProblem(Problem):
                 for i in range(len(rngs))]
 
 
+
+# -- 2D Navier-Stokes (vorticity) -----------------------------------------------------------
+@dataclass(frozen=True)
+class NavierStokes2DParameters:
+    """2D incompressible Navier-Stokes in vorticity form on the periodic unit square, unforced
+    (see :mod:`pdekit.classical.navier_stokes`): ``n x n`` points (``test_size`` in the other
+    splits than ``train``), ``nt`` stored times on ``[0, t_end]``, viscosity ``nu``, initial
+    vorticity a Gaussian random field (squared-exponential spectrum, ``length_scale``,
+    standard deviation ``std``); the time step follows the CFL number ``cfl``."""
+
+    size: int = 64
+    test_size: int = 256
+    nt: int = 64
+    t_end: float = 5.0
+    nu: float = 1e-4
+    length_scale: float = 0.8
+    std: float = 1.0
+    cfl: float = 0.5
+
+    def __post_init__(self):
+        if min(self.size, self.test_size) < 4 or self.size % 2 or self.test_size % 2:
+            raise ValueError("`size` and `test_size` must be even numbers >= 4")
+        if self.nt < 2 or self.t_end <= 0 or self.nu < 0 or self.length_scale <= 0 or self.std <= 0:
+            raise ValueError("need nt >= 2, t_end > 0, nu >= 0, length_scale > 0 and std > 0")
+
+
+class NavierStokes2DProblem(Problem):
+    name = "navier-stokes2d"
+    Parameters = NavierStokes2DParameters
+    description = "w_t + u.grad w = nu Laplacian w, periodic, unforced; GRF initial vorticity (PI-HC-MoE)"
+    batch_size = 16
+
+    def for_split(self, params: NavierStokes2DParameters, split: str):
+        return params if split == "train" else dataclasses.replace(params, size=params.test_size)
+
+    def layout(self, params: NavierStokes2DParameters) -> Layout:
+        x = np.arange(params.size) / params.size
+        return Layout(
+            fields=[FieldSpec("w", ("t", "x", "y"), "output", "1/s", "vorticity w(t, x, y)")],
+            coords={"t": np.linspace(0.0, params.t_end, params.nt), "x": x, "y": x.copy()},
+            scalars={"steps": "1", "dt": "s"},
+        )
+
+    def sample(self, params, solver, rng):
+        return self.sample_batch(params, solver, [rng])[0]
+
+    def sample_batch(self, params: NavierStokes2DParameters, solver, rngs):
+        w0 = np.stack([periodic_gaussian_random_field(params.size, rng, length_scale=params.length_scale,
+                                                      std=params.std)[0] for rng in rngs])
+        sol = solve_navier_stokes_2d(torch.from_numpy(w0), nu=params.nu, t_end=params.t_end, nt=params.nt,
+                                     cfl=params.cfl)
+        w = sol.w.numpy()
+        return [({"w": w[i]}, {"steps": sol.steps, "dt": sol.dt}) for i in range(len(rngs))]
+
 # -- Kuramoto-Sivashinsky -------------------------------------------------------------------
 @dataclass(frozen=True)
 class KuramotoSivashinskyParameters:
@@ -376,6 +431,7 @@ class KuramotoSivashinskyProblem(Problem):
 PROBLEMS: dict[str, Problem] = {
     problem.name: problem for problem in (DarcyProblem(), PoissonProblem(), AntiderivativeProblem(),
                                       DiffusionSorptionProblem(),
+                                      NavierStokes2DProblem(),
                                       KuramotoSivashinskyProblem())
 }
 
