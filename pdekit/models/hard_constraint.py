@@ -266,3 +266,169 @@ class HardConstraintFNO(_PhysicsFNO):
 
         self.last_derivatives = tuple(combine(v) for v in (b_t, b_x, b_xx))
         return combine(b)
+
+
+# -- 2D Navier-Stokes (vorticity form) -------------------------------------------------------
+@dataclass(frozen=True)
+class NavierStokesPhysics:
+    """Residuals of 2D incompressible Navier-Stokes in vorticity form on the periodic unit
+    square (see :mod:`pdekit.classical.navier_stokes`; Chalapathi et al. 2024, section 5.2):
+    ``pde = w_t + u w_x + v w_y - nu Laplacian w`` with ``(u, v) = (psi_y, -psi_x)``,
+    ``-Laplacian psi = w``; ``ic = w(0) - w0``; no boundary rows (periodic). Spatial
+    derivatives and the velocity are spectral, ``w_t`` second-order finite differences, all
+    linear in the basis weights: the residual is quadratic in ``w``."""
+
+    nu: float = 1e-4
+    ridge: float = 1e-4
+
+    @staticmethod
+    def derivatives(v: torch.Tensor, t: torch.Tensor,
+                    x: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``(v_t, v_x, v_y, Laplacian v, u, v)`` of vorticity fields ``v`` (..., nt, n, n),
+        the last two the velocity they induce."""
+        n = v.shape[-1]
+        (v_t,) = torch.gradient(v, spacing=(t.to(v.dtype),), dim=-3)
+        kx = torch.fft.fftfreq(n, d=1.0 / n, device=v.device, dtype=v.dtype)[:, None] * 2 * torch.pi
+        ky = torch.fft.rfftfreq(n, d=1.0 / n, device=v.device, dtype=v.dtype)[None, :] * 2 * torch.pi
+        k2 = kx**2 + ky**2
+        safe = torch.where(k2 == 0, torch.ones_like(k2), k2)
+        inverse = torch.where(k2 == 0, torch.zeros_like(k2), 1.0 / safe)
+        v_hat = torch.fft.rfft2(v)
+
+        def back(f):
+            return torch.fft.irfft2(f, s=(n, n))
+
+        psi_hat = v_hat * inverse
+        return (v_t, back(1j * kx * v_hat), back(1j * ky * v_hat), back(-k2 * v_hat),
+                back(1j * ky * psi_hat), back(-1j * kx * psi_hat))
+
+    def pde(self, w_t, w_x, w_y, w_lap, u, v):
+        return w_t + u * w_x + v * w_y - self.nu * w_lap
+
+    def field_residuals(self, w: torch.Tensor, w0: torch.Tensor, t: torch.Tensor,
+                        x: torch.Tensor | None = None,
+                        derivatives: tuple[torch.Tensor, ...] | None = None) -> dict[str, torch.Tensor]:
+        """``pde`` (B, nt, n, n) and ``ic`` (B, n, n) of vorticity fields ``w`` (B, nt, n, n)."""
+        d = self.derivatives(w, t) if derivatives is None else derivatives
+        return {"pde": self.pde(*d), "ic": w[:, 0] - w0}
+
+    def least_squares_residual(self, w, b, b_t, b_x, b_y, b_lap, b_u, b_v, b0, w0):
+        """``F(w)`` of one expert: PDE rows at its points (``b*``: (m, N)), IC rows (``b0``:
+        (n^2, N), ``w0``: (n^2,)), ridge."""
+        return torch.cat([self.pde(b_t @ w, b_x @ w, b_y @ w, b_lap @ w, b_u @ w, b_v @ w),
+                          b0 @ w - w0, self.ridge * w])
+
+    def least_squares_jacobian(self, w, b, b_t, b_x, b_y, b_lap, b_u, b_v, b0, w0):
+        """``dF/dw`` in closed form: (M, N)."""
+        pde = (b_t + (b_u @ w)[:, None] * b_x + (b_x @ w)[:, None] * b_u
+               + (b_v @ w)[:, None] * b_y + (b_y @ w)[:, None] * b_v - self.nu * b_lap)
+        eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+        return torch.cat([pde, b0, self.ridge * eye])
+
+
+def _inputs3d(w0: torch.Tensor, t: torch.Tensor, time_scale: float) -> torch.Tensor:
+    batch, n, _ = w0.shape
+    nt = t.shape[0]
+    shape = (batch, nt, n, n)
+    grid = torch.arange(n, dtype=w0.dtype, device=w0.device) / n
+    time = (t / time_scale).to(w0.dtype)[None, :, None, None].expand(shape)
+    return torch.stack([w0[:, None].expand(shape), time, grid[None, None, :, None].expand(shape),
+                        grid[None, None, None, :].expand(shape)], dim=1)
+
+
+@register_model("pi-sc3d")
+class SoftConstraintFNO3d(nn.Module):
+    """Soft-constraint baseline on 2D Navier-Stokes: an FNO3d over ``(t, x, y)`` whose output is
+    the vorticity, trained with :func:`physics_loss` and :class:`NavierStokesPhysics`.
+
+    Shapes:
+        ``forward(w0: (B, n, n), t: (nt,), x: (n,)) -> w: (B, nt, n, n)``
+    """
+
+    def __init__(self, nu: float = 1e-4, modes=(8, 8, 8), width: int = 32, layers: int = 8, fc_dim: int = 128,
+                 padding: int = 0, time_scale: float = 5.0):
+        super().__init__()
+        self.physics = NavierStokesPhysics(nu=nu)
+        self.time_scale = time_scale
+        self.fno = FourierNeuralOperator(4, 1, tuple(modes), width, layers, fc_dim, padding, "gelu", False)
+
+    def forward(self, w0: torch.Tensor, t: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fno(_inputs3d(w0, t, self.time_scale))[:, 0]
+
+
+@register_model("pi-hc3d")
+class HardConstraintFNO3d(nn.Module):
+    """PI-HC-MoE on 2D Navier-Stokes (Chalapathi et al. 2024, section 5.2): an FNO3d over
+    ``(t, x, y)`` gives ``basis`` functions (64 in the paper); ``experts = (Kx, Ky)`` split the
+    square into ``Kx x Ky`` blocks over the full time axis (``(1, 1)``: the global constraint);
+    each expert solves LM (float64, implicit backward) with ``points`` collocation points of its
+    block plus the global initial-condition rows.
+
+    Shapes:
+        ``forward(w0: (B, n, n), t: (nt,), x: (n,)) -> w: (B, nt, n, n)``
+    """
+
+    def __init__(self, nu: float = 1e-4, basis: int = 64, experts=(2, 2), points: int = 10000,
+                 modes=(8, 8, 8), width: int = 32, layers: int = 8, fc_dim: int = 128, padding: int = 0,
+                 time_scale: float = 5.0, maxiter: int = 50, rtol: float = 1e-6):
+        super().__init__()
+        experts = tuple(int(k) for k in experts)
+        if len(experts) != 2 or min(experts) < 1 or points < 1 or basis < 1:
+            raise ValueError("HardConstraintFNO3d: `experts` must be two positive integers, `points` and "
+                             "`basis` >= 1")
+        self.physics = NavierStokesPhysics(nu=nu)
+        self.time_scale = time_scale
+        self.experts, self.points, self.basis = experts, int(points), int(basis)
+        self.fno = FourierNeuralOperator(4, basis, tuple(modes), width, layers, fc_dim, padding, "gelu", True)
+        self.options = {"maxiter": int(maxiter), "rtol": float(rtol), "atol": 1e-12,
+                        "jacobian": self.physics.least_squares_jacobian}
+        self.last_solve: dict[str, torch.Tensor] = {}
+        self.last_derivatives: tuple[torch.Tensor, ...] | None = None
+
+    def sample_points(self, nt: int, n: int, device) -> torch.Tensor:
+        """Flat ``(t * n + x) * n + y`` indices: (Kx * Ky, m), each expert's from its block."""
+        kx, ky = self.experts
+        bx, by = n // kx, n // ky
+        size = nt * bx * by
+        m = min(self.points, size)
+        generator = None if self.training else torch.Generator().manual_seed(0)
+        rows = []
+        for i in range(kx):
+            for j in range(ky):
+                local = torch.randperm(size, generator=generator)[:m]
+                t_i, rest = local // (bx * by), local % (bx * by)
+                x_i, y_i = rest // by + i * bx, rest % by + j * by
+                rows.append((t_i * n + x_i) * n + y_i)
+        return torch.stack(rows).to(device)
+
+    def forward(self, w0: torch.Tensor, t: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        batch, n, _ = w0.shape
+        nt = t.shape[0]
+        kx, ky = self.experts
+        K, N = kx * ky, self.basis
+        if n % kx or n % ky:
+            raise ValueError(f"HardConstraintFNO3d: a {n} x {n} grid does not split into {kx} x {ky} experts")
+        b = self.fno(_inputs3d(w0, t, self.time_scale)).double()  # (B, N, nt, n, n)
+        d = self.physics.derivatives(b, t.double())
+        index = self.sample_points(nt, n, w0.device)
+
+        def at_points(v):
+            return v.flatten(2)[:, :, index].permute(0, 2, 3, 1).reshape(batch * K, -1, N)
+
+        b0 = b[:, :, 0].flatten(2).transpose(1, 2)
+        params = (at_points(b), *(at_points(v) for v in d),
+                  b0[:, None].expand(batch, K, *b0.shape[1:]).reshape(batch * K, *b0.shape[1:]),
+                  w0.double().flatten(1)[:, None].expand(batch, K, n * n).reshape(batch * K, n * n))
+        start = torch.zeros(batch * K, N, dtype=torch.float64, device=w0.device)
+        w, iterations, gradient_norm = solve_least_squares(self.physics.least_squares_residual, start, params,
+                                                           **self.options)
+        self.last_solve = {"iterations": iterations.reshape(batch, K),
+                           "gradient_norm": gradient_norm.reshape(batch, K)}
+        w = w.reshape(batch, kx, ky, N)
+
+        def combine(v):
+            blocks = v.reshape(batch, N, nt, kx, n // kx, ky, n // ky)
+            return torch.einsum("bntiajc,bijn->btiajc", blocks, w).reshape(batch, nt, n, n).to(w0.dtype)
+
+        self.last_derivatives = tuple(combine(v) for v in d)
+        return combine(b)

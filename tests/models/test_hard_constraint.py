@@ -144,3 +144,52 @@ def test_soft_model_and_bad_arguments():
         HardConstraintFNO(basis=4, experts=3, **SMALL)(u0, t, x)
     with pytest.raises(ValueError, match="pde"):
         HardConstraintFNO(pde="burgers")
+
+
+def test_navier_stokes_physics_residual_jacobian_and_3d_models():
+    from pdekit.classical.navier_stokes import taylor_green_vorticity
+    from pdekit.models.hard_constraint import (
+        HardConstraintFNO3d,
+        NavierStokesPhysics,
+        SoftConstraintFNO3d,
+        _inputs3d,
+    )
+
+    # the exact Taylor-Green solution has a residual of the time differencing only (O(dt^2))
+    physics = NavierStokesPhysics(nu=1e-3)
+    errors = []
+    for nt in (11, 21):
+        t = torch.linspace(0, 1, nt, dtype=torch.float64)
+        w = torch.stack([taylor_green_vorticity(16, float(s), 1e-3) for s in t])[None]
+        errors.append(float(physics.field_residuals(w, w[:, 0], t)["pde"].abs().max()))
+    assert errors[1] < errors[0] / 1.8 and errors[1] < 1e-2  # one-sided (first-order) end rows
+    g = torch.Generator().manual_seed(6)
+    args = [torch.randn(2, 30, 5, generator=g, dtype=torch.float64) for _ in range(7)]
+    args += [torch.randn(2, 16, 5, generator=g, dtype=torch.float64),
+             torch.randn(2, 16, generator=g, dtype=torch.float64)]
+    w = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(vmap(physics.least_squares_jacobian)(w, *args),
+                               vmap(jacfwd(physics.least_squares_residual))(w, *args))
+    torch.manual_seed(7)
+    small = dict(modes=(2, 2, 2), width=6, layers=2, fc_dim=8)
+    w0, t = torch.randn(2, 8, 8), torch.linspace(0, 1, 5, dtype=torch.float64)
+    models = (HardConstraintFNO3d(basis=4, experts=(2, 2), points=50, **small), SoftConstraintFNO3d(**small))
+    for model in models:
+        out = model(w0, t)
+        assert out.shape == (2, 5, 8, 8)
+        derivatives = getattr(model, "last_derivatives", None)
+        physics_loss(model.physics, out, w0, t, None, derivatives).mean().backward()
+        assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    # one expert: the layer is the direct least-squares solve over its points
+    single = HardConstraintFNO3d(basis=4, experts=(1, 1), points=120, **small).eval()
+    with torch.no_grad():
+        out = single(w0, t)
+        b = single.fno(_inputs3d(w0, t, single.time_scale)).double()
+        d = single.physics.derivatives(b, t)
+        index = single.sample_points(5, 8, "cpu")[0]
+        at = lambda v: v.flatten(2)[:, :, index].transpose(1, 2)  # noqa: E731
+        params = (at(b), *(at(v) for v in d), b[:, :, 0].flatten(2).transpose(1, 2), w0.double().flatten(1))
+        start = torch.zeros(2, 4, dtype=torch.float64)
+        sol = levenberg_marquardt(single.physics.least_squares_residual, start, params, maxiter=50, rtol=1e-6,
+                                  atol=1e-12).w
+        torch.testing.assert_close(out.double(), torch.einsum("bntxy,bn->btxy", b, sol), rtol=1e-5, atol=1e-6)
