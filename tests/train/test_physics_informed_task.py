@@ -62,3 +62,22 @@ def test_training_lowers_the_physics_loss_and_evaluate_reports(tiny, tmp_path):
             "reference_residual_max", "seconds_per_sample"} <= set(metrics)
     assert result["grid"] == [11, 32] and result["train_frames"] == 9
     assert (tmp_path / "eval.png").stat().st_size > 0
+
+
+def test_navier_stokes_trajectories_and_a_short_moe_run(tmp_path):
+    recipe = load_recipe("datasets/navier-stokes2d.toml")
+    params = dataclasses.replace(recipe.parameters, size=16, test_size=32, nt=5, t_end=0.5)
+    recipe = dataclasses.replace(recipe, parameters=params, samples_per_shard=4,
+                                 splits={"train": 4, "test": 2})
+    generate(recipe, tmp_path / "ns", progress=False)
+    train, test = open_dataset(tmp_path / "ns", "train"), open_dataset(tmp_path / "ns", "test")
+    assert test[0]["w"].shape == (5, 32, 32)
+    task = PhysicsInformedTask(stride=1)
+    torch.manual_seed(1)
+    model = build_model("pi-hc3d", basis=4, experts=[2, 2], points=40, modes=[2, 2, 2], width=6, layers=2,
+                        fc_dim=8)
+    settings = TrainingSettings(epochs=2, batch_size=2, lr=1e-3, normalization="none", amp=False)
+    history = Trainer(model, train, train, settings, task=task, progress=False).fit()
+    assert all(r["train_loss"] > 0 for r in history)
+    metrics = task.report(model, test, device="cpu")["metrics"]  # at 32^2: twice the training grid
+    assert metrics["relative_l2"] > 0 and metrics["residual_max"] > 0 and 1 <= metrics["lm_iterations"] <= 50

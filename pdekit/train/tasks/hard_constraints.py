@@ -34,10 +34,12 @@ def _core(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class Trajectories:
-    """Preloaded trajectories ``u`` (N, nt, nx) of a dataset and their grid; batches are
-    ``(u, t, x)`` (``t``, ``x`` the same grid in every batch)."""
+    """Preloaded trajectories ``u`` (N, nt, *space) of a dataset's output field (``u`` of
+    diffusion-sorption, ``w`` of Navier-Stokes), every ``stride``-th point along each spatial
+    axis; batches are ``(u, t, x)`` (``t``, ``x`` the same grid in every batch)."""
 
-    def __init__(self, dataset, *, stride: int = 1, frames: int | None = None, field: str = "u"):
+    def __init__(self, dataset, *, stride: int = 1, frames: int | None = None, field: str | None = None):
+        field = field or dataset.outputs[0]
         if field not in dataset.fields:
             raise ValueError(f"Trajectories: the dataset has no field {field!r} (fields: {dataset.fields})")
         if len(dataset) == 0:
@@ -47,7 +49,8 @@ class Trajectories:
         frames = u.shape[1] if frames is None else int(frames)
         if not 2 <= frames <= u.shape[1]:
             raise ValueError(f"Trajectories: `frames` must lie in [2, {u.shape[1]}], got {frames}")
-        self.u = u[:, :frames, ::stride].contiguous()
+        space = (slice(None, None, stride),) * (u.dim() - 2)
+        self.u = u[(slice(None), slice(0, frames), *space)].contiguous()
         self.t = dataset.coords["t"][:frames].double()
         self.x = dataset.coords["x"][::stride].double()
 
@@ -64,12 +67,13 @@ class Trajectories:
 
 @register_task("physics-informed")
 class PhysicsInformedTask(Task):
-    """Physics-only loss for ``pi-hc`` / ``pi-sc`` models on diffusion-sorption.
+    """Physics-only loss for the ``pi-hc`` / ``pi-sc`` models (diffusion-sorption) and the
+    ``pi-hc3d`` / ``pi-sc3d`` models (2D Navier-Stokes).
 
     Parameters
     ----------
     stride : int
-        Keep every ``stride``-th cell of the dataset's grid (1: the full 1024 cells).
+        Keep every ``stride``-th point along each spatial axis (1: the full grid).
     train_frames : int, optional
         Stored times used in training (and in the in-horizon metrics); the rest of the
         trajectory is the extrapolation test (paper: trained to t = 400 of 500, 81 of 101 frames).
@@ -187,6 +191,9 @@ class PhysicsInformedTask(Task):
             pred = model(ref[:, 0].to(device), data.t.to(device), data.x.to(device)).float().cpu()
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
         extent = [float(data.x[0]), float(data.x[-1]), float(data.t[-1]), float(data.t[0])]
+        if ref.dim() == 4:  # (B, t, x, y): the last frame
+            ref, pred = ref[:, -1], pred[:, -1]
+            extent = [0.0, 1.0, 1.0, 0.0]
         for ax, field, title in zip(axes, (ref[0].numpy(), pred[0].numpy(), (pred[0] - ref[0]).numpy()),
                                     ("reference", "prediction", "error"), strict=True):
             cmap = "RdBu_r" if title == "error" else "viridis"
@@ -195,7 +202,7 @@ class PhysicsInformedTask(Task):
             ax.set_xlabel("x")
             fig.colorbar(im, ax=ax)
         axes[0].set_ylabel("t")
-        if self.train_frames:
+        if self.train_frames and data.u.dim() == 3:
             for ax in axes:
                 ax.axhline(float(data.t[self.train_frames - 1]), color="w", ls="--", lw=0.8)
         fig.tight_layout()
