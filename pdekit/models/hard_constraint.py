@@ -110,6 +110,7 @@ class DiffusionSorptionPhysics:
 
 
 PHYSICS = {"diffusion-sorption": DiffusionSorptionPhysics}
+INPUT_TIME_SCALE = 500.0  # the FNO sees t / 500 (diffusion-sorption): t = 400 is 0.8 whatever the grid
 
 
 def physics_loss(physics: DiffusionSorptionPhysics, u: torch.Tensor, u0: torch.Tensor,
@@ -164,7 +165,7 @@ class SoftConstraintFNO(_PhysicsFNO):
         super().__init__(pde, 1, modes, width, layers, fc_dim, padding, False)
 
     def forward(self, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.fno(_inputs(u0, t, x, self.physics.time_scale))[:, 0]
+        return self.fno(_inputs(u0, t, x, INPUT_TIME_SCALE))[:, 0]
 
 
 @register_model("pi-hc")
@@ -212,7 +213,7 @@ class HardConstraintFNO(_PhysicsFNO):
 
     def basis_functions(self, u0: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The FNO's basis ``b``: (B, N, nt, nx)."""
-        return self.fno(_inputs(u0, t, x, self.physics.time_scale))
+        return self.fno(_inputs(u0, t, x, INPUT_TIME_SCALE))
 
     def sample_points(self, nt: int, nx: int, device) -> torch.Tensor:
         """Flat ``t * nx + x`` indices of the collocation points: (K, m), expert ``k``'s from its
