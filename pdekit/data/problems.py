@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pdekit.classical import darcy, poisson
+from pdekit.classical.burgers2d import burgers2d_initial_condition, solve_burgers2d
 from pdekit.classical.diffusion_sorption import solve_diffusion_sorption
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
@@ -428,10 +429,63 @@ class KuramotoSivashinskyProblem(Problem):
                                "dt": float(dt[i]), "nu": float(nu[i])}) for i in range(len(rngs))]
 
 
+# -- 2D viscous Burgers (MM-PDE) --------------------------------------------------------------
+@dataclass(frozen=True)
+class Burgers2DParameters:
+    """2D viscous Burgers on the periodic unit square, the MM-PDE benchmark (see
+    :mod:`pdekit.classical.burgers2d`): a random sum-of-sines initial condition scaled to
+    ``max |u0| = amplitude``, solved pseudo-spectrally on ``points x points`` nodes (stored at that
+    resolution; learned solvers subsample it), ``frames`` frames over ``[0, t_end]``."""
+
+    points: int = 192
+    nu: float = 0.004
+    t_end: float = 1.0
+    frames: int = 31
+    terms: int = 6
+    wavenumbers: int = 3
+    amplitude: float = 1.0
+
+    def __post_init__(self):
+        if self.points < 8 or self.points % 2:
+            raise ValueError(f"`points` must be an even number >= 8, got {self.points}")
+        if self.nu <= 0 or self.t_end <= 0 or self.amplitude <= 0:
+            raise ValueError("`nu`, `t_end` and `amplitude` must be positive")
+        if self.frames < 2 or self.terms < 1 or self.wavenumbers < 1:
+            raise ValueError("need frames >= 2, terms >= 1, wavenumbers >= 1")
+
+
+class Burgers2DProblem(Problem):
+    name = "burgers2d"
+    Parameters = Burgers2DParameters
+    description = "u_t + u (u_x + u_y) = nu Laplacian u, periodic; pseudo-spectral IF-RK4 (MM-PDE)"
+    batch_size = 16
+
+    def layout(self, params: Burgers2DParameters) -> Layout:
+        x = np.arange(params.points) / params.points
+        return Layout(
+            fields=[FieldSpec("u", ("t", "x", "y"), "output", "1", "trajectory u(t, x, y)")],
+            coords={"t": np.linspace(0.0, params.t_end, params.frames), "x": x, "y": x.copy()},
+            scalars={"nu": "1", "dt": "s"},
+        )
+
+    def sample(self, params, solver, rng):
+        return self.sample_batch(params, solver, [rng])[0]
+
+    def sample_batch(self, params: Burgers2DParameters, solver, rngs):
+        u0 = torch.tensor(np.stack([
+            burgers2d_initial_condition(params.points, rng, terms=params.terms,
+                                        wavenumbers=params.wavenumbers, amplitude=params.amplitude)
+            for rng in rngs]))
+        u = solve_burgers2d(u0, nu=params.nu, t_end=params.t_end, frames=params.frames).numpy()
+        dt = params.t_end / (params.frames - 1)
+        return [({"u": u[i]}, {"nu": params.nu, "dt": dt}) for i in range(len(rngs))]
+
+
 PROBLEMS: dict[str, Problem] = {
     problem.name: problem for problem in (DarcyProblem(), PoissonProblem(), AntiderivativeProblem(),
                                       DiffusionSorptionProblem(),
                                       NavierStokes2DProblem(),
-                                      KuramotoSivashinskyProblem())
+                                      KuramotoSivashinskyProblem(),
+                                      Burgers2DProblem())
 }
 
