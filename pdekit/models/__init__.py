@@ -7,6 +7,8 @@ from pdekit.models.deeponet import DeepONet
 from pdekit.models.fno import FNO2d, FNO3d
 from pdekit.models.hard_constraint import HardConstraintFNO, SoftConstraintFNO
 from pdekit.models.lsm import LatentSpectralModel
+from pdekit.models.mesh_mover import DataFreeMeshMover
+from pdekit.models.mmpde import MMPDE, UniformGNN
 from pdekit.models.modern_unet import ModernUNet1d
 from pdekit.models.multionet import MultiONet
 from pdekit.models.normalization import NormalizedModel
@@ -15,9 +17,11 @@ from pdekit.models.registry import MODELS, build_model, model_arguments, model_n
 from pdekit.models.unet import UNet
 
 __all__ = [
+    "MMPDE",
     "MODELS",
     "CheckpointError",
     "DCDMNet",
+    "DataFreeMeshMover",
     "DeepONet",
     "FNO2d",
     "FNO3d",
@@ -31,6 +35,7 @@ __all__ = [
     "PDERefiner",
     "SoftConstraintFNO",
     "UNet",
+    "UniformGNN",
     "build_model",
     "load_checkpoint",
     "load_model",

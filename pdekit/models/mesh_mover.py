@@ -1,0 +1,199 @@
+"""The data-free mesh mover (DMM) of Hu, Wang, Ma, "Better Neural PDE Solvers Through Data-Free
+Mesh Movers" (ICLR 2024, section 3): a network from a solution to a mesh, trained on the
+Monge-Ampere equation alone (no mesh data).
+
+The network maps a solution ``u`` on the ``n x n`` grid and computational coordinates ``xi`` in
+``[0, 1]^2`` to a potential ``phi(u, xi)`` (DeepONet-like: a CNN branch over ``u``, an MLP trunk
+over ``xi``, an MLP head over their concatenation); the moved node is ``x = xi + grad phi``,
+with ``grad phi`` and ``Hess phi`` by automatic differentiation. Training minimises (eq. 5)
+
+    ``mean (M(xi + grad phi) det(I + Hess phi) / theta - 1)^2``  (collocation points ~ M)
+    ``+ w_b mean (d phi / d n)^2`` on the walls  (nodes slide along the walls)
+    ``+ w_c mean (min(0, 1 + phi_xx)^2 + min(0, 1 + phi_yy)^2)``  (convexity: no folding)
+    ``+ 1e-3 (mean phi)^2``  (``phi`` is defined up to a constant; this pins it)
+
+(:func:`mesh_mover_loss`; the monitor ``M`` is
+:func:`pdekit.classical.moving_mesh.gradient_monitor` of ``u``). Activations are ``tanh`` so that
+``phi`` is smooth. The input is standardised per sample (the monitor does not depend on the
+scale of ``u``). :meth:`DataFreeMeshMover.move` returns the nodes with the boundary nodes
+projected exactly onto their walls.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pdekit.classical.moving_mesh import gradient_monitor, interpolate_grid, uniform_mesh
+from pdekit.models.registry import register_model
+
+__all__ = ["DataFreeMeshMover", "mesh_mover_loss", "monge_ampere_residual", "potential_derivatives"]
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+@register_model("mesh-mover")
+class DataFreeMeshMover(nn.Module):
+    """The DMM network ``phi(u, xi)`` (Hu et al. 2024, section 3.2 and appendix: branch 4
+    conv 5x5 + tanh then a linear layer to 512, trunk ``[2, 32, 512]``, head ``[1024, 512, 1]``).
+
+    Parameters
+    ----------
+    size : int
+        Grid points per side of the input solution.
+    channels : list of int
+        Channels of the branch's convolutions (stride 2 each).
+    width : int
+        Branch and trunk output width (the head's input is ``2 * width``).
+    trunk : list of int
+        Hidden widths of the trunk MLP (input 2, output ``width``).
+    head : list of int
+        Hidden widths of the head MLP (output 1).
+    frequencies : int
+        0: the trunk sees ``xi`` (the paper). ``K > 0``: it sees ``cos(pi k xi_d)``,
+        ``k = 1..K`` (an invertible embedding of ``[0, 1]``), so every ``phi`` has zero normal
+        derivative on the walls exactly and the trunk reaches sharp features sooner.
+    alpha : float
+        The monitor's ``alpha`` (:func:`~pdekit.classical.moving_mesh.gradient_monitor`), kept
+        with the model so that losses and evaluation use the monitor it was trained for.
+
+    Shapes:
+        ``forward(u (B, n, n), xi (B, P, 2)) -> phi (B, P)``;
+        ``move(u (B, n, n)) -> mesh (B, n, n, 2)``.
+    """
+
+    def __init__(self, size: int = 48, channels: list[int] | None = None, width: int = 512,
+                 trunk: list[int] | None = None, head: list[int] | None = None, frequencies: int = 0,
+                 alpha: float = 0.01):
+        super().__init__()
+        channels = [16, 32, 32, 32] if channels is None else list(channels)
+        trunk = [32] if trunk is None else list(trunk)
+        head = [512] if head is None else list(head)
+        self.size, self.alpha, self.frequencies = size, alpha, frequencies
+        convs: list[nn.Module] = []
+        c_in, s = 1, size
+        for c in channels:
+            convs += [nn.Conv2d(c_in, c, 5, stride=2, padding=2), nn.Tanh()]
+            c_in, s = c, (s + 1) // 2
+        self.branch = nn.Sequential(*convs, nn.Flatten(), nn.Linear(c_in * s * s, width))
+        self.trunk = _mlp([2 * frequencies if frequencies else 2, *trunk, width])
+        self.head = _mlp([2 * width, *head, 1])
+        # start from the identity map: the last layer's output is scaled down
+        with torch.no_grad():
+            self.head[-1].weight.mul_(0.01)
+            self.head[-1].bias.zero_()
+
+    def encode(self, u: torch.Tensor) -> torch.Tensor:
+        """The branch features of ``u (B, n, n)``: ``(B, width)``."""
+        if u.ndim != 3 or u.shape[-1] != self.size or u.shape[-2] != self.size:
+            raise ValueError(f"DataFreeMeshMover: `u` must be (batch, {self.size}, {self.size}), "
+                             f"got {tuple(u.shape)}")
+        mean = u.mean(dim=(1, 2), keepdim=True)
+        std = u.std(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+        return self.branch(((u - mean) / std)[:, None])
+
+    def potential(self, features: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        """``phi`` at ``xi (B, P, 2)`` from branch features ``(B, width)``: ``(B, P)``."""
+        if self.frequencies:
+            k = torch.arange(1, self.frequencies + 1, dtype=xi.dtype, device=xi.device)
+            xi = torch.cos(torch.pi * xi[..., None] * k).flatten(-2)
+        t = self.trunk(xi)
+        f = features[:, None, :].expand(-1, xi.shape[1], -1)
+        return self.head(torch.cat((f, t), dim=-1))[..., 0]
+
+    def forward(self, u: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        return self.potential(self.encode(u), xi)
+
+    def move(self, u: torch.Tensor, n: int | None = None, *, create_graph: bool = False) -> torch.Tensor:
+        """The moved ``n x n`` mesh (default ``n = size``) of each solution: ``(B, n, n, 2)``,
+        boundary nodes projected onto their walls and every node clamped into the square."""
+        n = self.size if n is None else n
+        xi = uniform_mesh(n, dtype=u.dtype, device=u.device).reshape(1, -1, 2).expand(u.shape[0], -1, -1)
+        with torch.enable_grad():
+            _, grad, _ = potential_derivatives(self, u, xi, hessian=False, create_graph=create_graph)
+        x = (xi + grad).reshape(u.shape[0], n, n, 2).clamp(0.0, 1.0)
+        if not create_graph:
+            x = x.detach()
+        x = x.clone()
+        x[:, 0, :, 0], x[:, -1, :, 0], x[:, :, 0, 1], x[:, :, -1, 1] = 0.0, 1.0, 0.0, 1.0
+        return x
+
+
+def potential_derivatives(model: DataFreeMeshMover, u: torch.Tensor, xi: torch.Tensor, *,
+                          hessian: bool = True, create_graph: bool = True):
+    """``phi (B, P)``, ``grad phi (B, P, 2)`` and (if ``hessian``) ``Hess phi (B, P, 2, 2)`` at
+    ``xi (B, P, 2)`` by automatic differentiation (double backward)."""
+    xi = xi.detach().requires_grad_(True)
+    phi = model(u, xi)
+    (grad,) = torch.autograd.grad(phi.sum(), xi, create_graph=create_graph or hessian)
+    if not hessian:
+        return phi, grad, None
+    rows = [torch.autograd.grad(grad[..., k].sum(), xi, create_graph=create_graph, retain_graph=True)[0]
+            for k in range(2)]
+    return phi, grad, torch.stack(rows, dim=-2)
+
+
+def monge_ampere_residual(grad: torch.Tensor, hess: torch.Tensor, monitor: torch.Tensor,
+                          theta: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+    """``M(xi + grad phi) det(I + Hess phi) / theta - 1`` at the points ``xi (B, P, 2)``
+    (Hu et al. 2024, eq. 3), ``monitor (B, m, m)`` on the uniform nodes of ``[0, 1]^2``
+    sampled bilinearly, ``theta (B,)``: ``(B, P)``."""
+    det = (1 + hess[..., 0, 0]) * (1 + hess[..., 1, 1]) - hess[..., 0, 1] * hess[..., 1, 0]
+    m = interpolate_grid(monitor, xi + grad)
+    return m * det / theta[:, None] - 1
+
+
+def _collocation(monitor: torch.Tensor, points: int, candidates: int) -> torch.Tensor:
+    """``points`` collocation points per sample drawn with probability proportional to the
+    monitor (among ``candidates`` uniform candidates; torch's global generator)."""
+    batch = monitor.shape[0]
+    cand = torch.rand(batch, candidates, 2, dtype=monitor.dtype, device=monitor.device)
+    weights = interpolate_grid(monitor, cand)
+    index = torch.multinomial(weights, points, replacement=False)
+    return torch.gather(cand, 1, index[..., None].expand(-1, -1, 2))
+
+
+def mesh_mover_loss(model: DataFreeMeshMover, u: torch.Tensor, *, points: int = 256,
+                    boundary_points: int = 16, boundary_weight: float = 1000.0,
+                    convexity_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """The data-free loss of Hu et al. (2024, eq. 5) on solutions ``u (B, n, n)``.
+
+    Returns per-sample ``(B,)`` terms ``{"loss", "residual", "boundary", "convexity"}``.
+    """
+    monitor = gradient_monitor(u, alpha=model.alpha)
+    w = torch.ones(u.shape[-1], dtype=u.dtype, device=u.device)
+    w[0] = w[-1] = 0.5
+    theta = (monitor * w[:, None] * w[None, :]).sum(dim=(1, 2)) / w.sum() ** 2
+    xi = _collocation(monitor, points, 8 * points)
+    features = model.encode(u)
+
+    def derivs(x, hessian):
+        x = x.detach().requires_grad_(True)
+        phi = model.potential(features, x)
+        (g,) = torch.autograd.grad(phi.sum(), x, create_graph=True)
+        if not hessian:
+            return phi, g, None
+        rows = [torch.autograd.grad(g[..., k].sum(), x, create_graph=True)[0] for k in range(2)]
+        return phi, g, torch.stack(rows, dim=-2)
+
+    phi, grad, hess = derivs(xi, True)
+    residual = monge_ampere_residual(grad, hess, monitor, theta, xi).pow(2).mean(dim=1)
+    convexity = (torch.clamp(1 + hess[..., 0, 0], max=0) ** 2
+                 + torch.clamp(1 + hess[..., 1, 1], max=0) ** 2).mean(dim=1)
+    s = torch.rand(u.shape[0], boundary_points, dtype=u.dtype, device=u.device)
+    zero, one = torch.zeros_like(s), torch.ones_like(s)
+    walls = torch.cat((torch.stack((zero, s), -1), torch.stack((one, s), -1),
+                       torch.stack((s, zero), -1), torch.stack((s, one), -1)), dim=1)
+    _, gb, _ = derivs(walls, False)
+    normal = torch.cat((gb[:, : 2 * boundary_points, 0], gb[:, 2 * boundary_points :, 1]), dim=1)
+    boundary = normal.pow(2).mean(dim=1)
+    gauge = phi.mean(dim=1).pow(2)  # phi is defined up to a constant: pin its mean to zero
+    loss = residual + boundary_weight * boundary + convexity_weight * convexity + 1e-3 * gauge
+    return {"loss": loss, "residual": residual, "boundary": boundary, "convexity": convexity}

@@ -1,0 +1,127 @@
+"""The data-free mesh mover, MM-PDE and the uniform-mesh GNN: the Monge-Ampere residual of an
+exact map, boundary nodes, graph construction, the learnable interpolation, shapes/backward."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pdekit.classical.moving_mesh import uniform_mesh
+from pdekit.models.mesh_mover import (
+    DataFreeMeshMover,
+    mesh_mover_loss,
+    monge_ampere_residual,
+    potential_derivatives,
+)
+from pdekit.models.mmpde import MMPDE, UniformGNN, knn_graph, knn_indices
+from pdekit.train.tasks.mesh_movers import pretrain_interpolation
+
+B_MAP = 0.5
+TINY_MOVER = {"channels": [4, 4, 4, 4], "width": 16, "trunk": [16], "head": [16], "frequencies": 4,
+              "alpha": 1.0}
+
+
+class _ExactPotential(nn.Module):
+    """phi(xi) = sum_d b cos(2 pi xi_d) / (4 pi^2): x_d = xi_d - b sin(2 pi xi_d) / (2 pi)."""
+
+    def forward(self, u, xi):
+        return (B_MAP * torch.cos(2 * math.pi * xi) / (4 * math.pi**2)).sum(-1)
+
+
+def _inverse_map(x: torch.Tensor) -> torch.Tensor:
+    xi = x.clone()
+    for _ in range(50):  # Newton on xi - b sin(2 pi xi) / (2 pi) = x
+        f = xi - B_MAP * torch.sin(2 * math.pi * xi) / (2 * math.pi) - x
+        xi = xi - f / (1 - B_MAP * torch.cos(2 * math.pi * xi))
+    return xi
+
+
+def test_monge_ampere_residual_of_an_exact_map_is_zero():
+    # M(x) = prod_d 1 / (1 - b cos(2 pi xi_d(x))) makes M(x(xi)) det(I + Hess phi) = 1 = theta
+    g = torch.linspace(0, 1, 513, dtype=torch.float64)
+    m1 = 1 / (1 - B_MAP * torch.cos(2 * math.pi * _inverse_map(g)))
+    monitor = (m1[:, None] * m1[None, :])[None]
+    xi = torch.rand(1, 200, 2, dtype=torch.float64)
+    _, grad, hess = potential_derivatives(_ExactPotential(), None, xi)
+    residual = monge_ampere_residual(grad, hess, monitor, torch.ones(1, dtype=torch.float64), xi)
+    assert float(residual.detach().abs().max()) < 2e-4  # bilinear sampling of the monitor
+    wrong = monge_ampere_residual(grad, hess, monitor, torch.full((1,), 1.2, dtype=torch.float64), xi)
+    assert float(wrong.abs().min()) > 0.1
+
+
+def test_mover_shapes_backward_and_boundary():
+    torch.manual_seed(0)
+    model = DataFreeMeshMover(16, **TINY_MOVER)
+    u = torch.randn(3, 16, 16)
+    assert model(u, torch.rand(3, 5, 2)).shape == (3, 5)
+    terms = mesh_mover_loss(model, u, points=32, boundary_points=4)
+    assert terms["loss"].shape == (3,)
+    terms["loss"].mean().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert float(terms["boundary"].max()) < 1e-12  # cosine trunk: zero normal derivative
+    with torch.no_grad():  # a large random potential: boundary nodes still on their walls
+        model.head[-1].weight.mul_(100)
+    mesh = model.move(u)
+    assert mesh.shape == (3, 16, 16, 2)
+    assert float(mesh[:, 0, :, 0].abs().max()) == 0 and float((mesh[:, -1, :, 0] - 1).abs().max()) == 0
+    assert float(mesh[:, :, 0, 1].abs().max()) == 0 and float((mesh[:, :, -1, 1] - 1).abs().max()) == 0
+    raw = DataFreeMeshMover(16, channels=[4, 4, 4, 4], width=16, trunk=[16], head=[16])  # paper's trunk
+    mesh_mover_loss(raw, u, points=16, boundary_points=4)["loss"].mean().backward()
+    assert all(p.grad is not None for p in raw.parameters())
+
+
+def test_knn_graph_edge_counts_and_neighbours():
+    xi = uniform_mesh(6).reshape(1, -1, 2).expand(2, -1, -1).contiguous()
+    edges = knn_graph(xi, 4)
+    assert edges.shape == (2, 2 * 36 * 4)
+    assert bool((edges[0] != edges[1]).all())  # no self loops
+    assert int(edges[1].bincount().min()) == 4 and int(edges[1].bincount().max()) == 4
+    node = 2 * 6 + 3  # interior: its 4 nearest are the axis neighbours
+    sources = set(edges[0][edges[1] == node].tolist())
+    assert sources == {node - 6, node + 6, node - 1, node + 1}
+    assert set(edges[0][edges[1] == 36 + node].tolist()) == {36 + s for s in sources}  # second graph
+    idx = knn_indices(xi[:1], torch.tensor([[[0.01, 0.02]]]), 3)
+    assert set(idx[0, 0].tolist()) == {0, 1, 6}
+
+
+def test_solvers_shapes_backward_no_unused_parameters():
+    torch.manual_seed(0)
+    u = torch.randn(2, 12, 12)
+    for model in (UniformGNN(12, hidden=8, layers=2, neighbours=4),
+                  MMPDE(12, hidden=8, layers=2, neighbours=4, interpolation_neighbours=6,
+                        interpolation_hidden=8, mover=TINY_MOVER)):
+        out = model(u, torch.zeros(2))
+        assert out.shape == u.shape
+        out.square().mean().backward()
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        assert trainable and [n for n, p in trainable if p.grad is None] == []
+    assert all(not p.requires_grad for p in model.mover.parameters())  # frozen mover
+
+
+@pytest.mark.slow
+def test_learnable_interpolation_reproduces_linear_functions_after_pretraining():
+    torch.manual_seed(0)
+    model = MMPDE(12, hidden=8, layers=1, neighbours=4, interpolation_neighbours=8,
+                  interpolation_hidden=16, mover=TINY_MOVER)
+    with torch.no_grad():
+        model.mover.head[-1].weight.mul_(30)  # a visibly moved mesh
+    g = torch.linspace(0, 1, 12)
+    states = torch.stack([torch.sin(3 * g[:, None] + k) + torch.cos(2 * k * g[None, :]) for k in range(8)])
+    x = model.moved_mesh(states[:2])
+    grid = uniform_mesh(12).reshape(1, -1, 2).expand(2, -1, -1)
+
+    def error():
+        lin = lambda p: 0.3 + 2 * p[..., 0] - p[..., 1]  # noqa: E731
+        with torch.no_grad():
+            fwd = model.interpolate_in(lin(grid), grid, x) - lin(x)
+            back = model.interpolate_out(lin(x), x, grid) - lin(grid)
+        return float(torch.cat((fwd, back)).abs().max())
+
+    before = error()
+    losses = pretrain_interpolation(model, states, steps=200, batch=2, lr=3e-3)
+    assert sum(losses[-20:]) < 0.5 * sum(losses[:20])
+    # the function spans [-0.7, 2.3]: after 200 steps the max error is a few % of that range
+    assert error() < 0.6 * before and error() < 0.15
