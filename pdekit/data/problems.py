@@ -71,6 +71,14 @@ class Problem:
         """One sample: ``({field: array}, {scalar: number})``."""
         raise NotImplementedError
 
+    #: How many samples of a shard :meth:`sample_batch` is handed at once.
+    batch_size: ClassVar[int] = 1
+
+    def sample_batch(self, params, solver, rngs: list[np.random.Generator]) -> list[tuple[dict, dict]]:
+        """Several samples, one per generator (default: :meth:`sample` for each). Problems with
+        a batched solver override it; sample ``i`` may depend only on ``rngs[i]``."""
+        return [self.sample(params, solver, rng) for rng in rngs]
+
     def for_split(self, params, split: str):
         """The parameters of ``split``'s samples (default: the recipe's; e.g. longer test
         trajectories)."""

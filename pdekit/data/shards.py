@@ -125,18 +125,23 @@ def write_shard(
     # One thread: floating-point reductions then run in the same order whatever the number
     # of worker processes, so files are bit-identical (parallelism comes from processes).
     with serial_on_cpu(torch.device("cpu")):
-        for index in range(spec.start, spec.stop):
-            rng = sample_rng(recipe.seed, spec.split, index)
+        step = max(1, int(problem.batch_size))
+        for first in range(spec.start, spec.stop, step):
+            indices = range(first, min(first + step, spec.stop))
+            rngs = [sample_rng(recipe.seed, spec.split, index) for index in indices]
             try:
-                values, numbers = problem.sample(params, recipe.solver, rng)
+                samples = problem.sample_batch(params, recipe.solver, rngs)
             except Exception as err:
-                raise type(err)(f"{spec.split} sample {index}: {err}") from err
-            for name in fields:
-                fields[name].append(values[name])
-            for name in scalars:
-                scalars[name].append(numbers[name])
-            if on_sample is not None:
-                on_sample()
+                where = (f"sample {first}" if len(indices) == 1
+                         else f"samples {first}-{indices[-1]}")
+                raise type(err)(f"{spec.split} {where}: {err}") from err
+            for values, numbers in samples:
+                for name in fields:
+                    fields[name].append(values[name])
+                for name in scalars:
+                    scalars[name].append(numbers[name])
+                if on_sample is not None:
+                    on_sample()
     data_vars, statistics = {}, {}
     for f in layout.fields:
         array = np.stack(fields[f.name])

@@ -1,0 +1,207 @@
+"""``pdekit bench dcdm``: the learned preconditioner against classical ones on a sequence of
+pressure-Poisson systems whose obstacles change (Kaneda et al. 2023, Sec. 5).
+
+Problems ``poisson3d-N`` (default 64 and, on a GPU, 128 and 256): ``instances`` systems on an
+``N^3`` grid, each with a new random obstacle layout (spheres and boxes, Neumann at their faces;
+Dirichlet on the low-x face, Neumann elsewhere, as ``datasets/poisson3d-obstacles.toml``) whose
+solid fraction steps from 0 to ``max_fraction``, and a Gaussian-random-field source. Methods:
+
+* ``pdekit-cg``, ``pdekit-pcg-ichol0``, ``pdekit-pcg-multigrid`` (ours; the preconditioners are
+  set up again for every system, as they must be when the obstacles change),
+* ``pyamg-rs-pcg`` (PyAMG's Ruge-Stuben AMG as CG's preconditioner, set up per system),
+* ``pdekit-dcdm`` (the shipped network in :func:`pdekit.linalg.dcdm`, depth 2; no set-up:
+  the same network serves every system) and ``pdekit-fcg-dcdm`` (the network as ``M`` in
+  flexible CG).
+
+Each method runs once to ``rtol`` (default 1e-6); from its residual history come the iterations
+to 1e-4 and to ``rtol``. ``seconds`` is the measured solve time to ``rtol``; ``seconds_1e-4``
+is the set-up plus the solve time scaled by the fraction of the iterations (an estimate from
+the per-iteration time). The plot: residual against iteration and against time (set-up
+included) on the first size's median system, and iterations to 1e-4 against the solid fraction.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pdekit.bench.record import BenchmarkReport, describe_device, format_table, save_figure, synchronize
+from pdekit.classical import poisson
+from pdekit.classical.grf import gaussian_random_field
+from pdekit.linalg import cg, dcdm, ichol0, multigrid
+from pdekit.models import LearnedPreconditioner, load_model
+
+__all__ = ["plot", "run", "summary_table"]
+
+BC = (("dirichlet", "neumann"), "neumann", "neumann")
+CHECKPOINT = Path(__file__).resolve().parents[2] / "solvers" / "checkpoints" / "dcdm-poisson3d-64.pt"
+_PROBLEM = re.compile(r"poisson(2|3)d-(\d+)$")
+
+
+def make_system(size: int, dim: int, fraction: float, seed: int, device, dtype=torch.float64):
+    """One system of the sequence: operator with random obstacles, masked GRF source, solid mask."""
+    shape = (size,) * dim
+    rng = np.random.default_rng(seed)
+    solid = (poisson.random_obstacles(shape, rng, fraction=fraction, radius=(0.05, 0.15), anchor_axis=0)
+             if fraction > 0 else None)
+    f = gaussian_random_field(shape, rng, alpha=2.0, tau=3.0)
+    if solid is not None:
+        f = np.where(solid, 0.0, f)
+    A = poisson.operator(shape, bc=BC[:dim], solid=solid, dtype=dtype, device=device)
+    return A, torch.as_tensor(f, dtype=dtype, device=device), solid
+
+
+def _iterations_to(norms: np.ndarray, rtol: float) -> int | None:
+    hits = np.nonzero(norms <= rtol * norms[0])[0]
+    return int(hits[0]) if len(hits) else None
+
+
+def _timed(device, fn):
+    synchronize(device)
+    started = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - started
+
+
+def _solvers(learned, rtol: float, maxiter: int, flexible: bool):
+    """(method, set-up, solve) triples; set-up returns the state solve needs."""
+    out = [
+        ("pdekit-cg", lambda A: None, lambda A, b, _: cg(A, b, rtol=rtol, maxiter=maxiter)),
+        ("pdekit-pcg-ichol0", ichol0, lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter)),
+        ("pdekit-pcg-multigrid", multigrid, lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter)),
+    ]
+    if learned is not None:
+        out.append(("pdekit-dcdm", lambda A: learned.bind(A),
+                    lambda A, b, M: dcdm(A, b, M, rtol=rtol, depth=2, maxiter=maxiter)))
+        if flexible:
+            out.append(("pdekit-fcg-dcdm", lambda A: learned.bind(A),
+                        lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter)))
+    return out
+
+
+def _pyamg_record(A, b, rtol: float, maxiter: int):
+    try:
+        import pyamg
+    except ImportError:  # an optional peer
+        return None
+    S = A.to_scipy().tocsr()
+    b_np = b.double().cpu().numpy().reshape(-1)
+    started = time.perf_counter()
+    ml = pyamg.ruge_stuben_solver(S)
+    setup = time.perf_counter() - started
+    residuals: list[float] = []
+    started = time.perf_counter()
+    x = ml.solve(b_np, tol=rtol, accel="cg", residuals=residuals, maxiter=maxiter)
+    seconds = time.perf_counter() - started
+    relative = float(np.linalg.norm(b_np - S @ x) / np.linalg.norm(b_np))
+    return setup, seconds, np.asarray(residuals), relative
+
+
+def run(device: torch.device, *, echo=print, problems=None, instances: int | None = None,
+        rtol: float = 1e-6, quick: bool = False, max_fraction: float = 0.3,
+        checkpoint: str | Path | None = None, flexible: bool | None = None,
+        maxiter: int = 3000, **_) -> BenchmarkReport:
+    """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems."""
+    device = torch.device(device)
+    if problems is None:
+        problems = ["poisson3d-16"] if quick else (
+            ["poisson3d-64", "poisson3d-128", "poisson3d-256"] if device.type == "cuda" else ["poisson3d-64"])
+    instances = instances or (2 if quick else 5)
+    flexible = device.type == "cuda" if flexible is None else flexible
+    path = Path(checkpoint) if checkpoint is not None else CHECKPOINT
+    learned = (LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device))
+               if path.is_file() else None)
+    if learned is None:
+        echo(f"bench dcdm: no checkpoint at {path}; the learned methods are skipped")
+    report = BenchmarkReport("dcdm", describe_device(device))
+    for name in problems:
+        match = _PROBLEM.match(name)
+        if match is None:
+            raise ValueError(f"bench dcdm: unknown problem {name!r}; use poisson3d-N or poisson2d-N")
+        dim, size = int(match.group(1)), int(match.group(2))
+        if learned is not None and learned.net.dim != dim:
+            raise ValueError(f"bench dcdm: the checkpoint is a {learned.net.dim}D network; problem {name!r}")
+        fractions = np.linspace(0.0, max_fraction, instances)
+        for k, fraction in enumerate(fractions):
+            A, b, solid = make_system(size, dim, float(fraction), seed=1000 + k, device=device)
+            actual = 0.0 if solid is None else float(solid.mean())
+            common = dict(system=k, solid_fraction=actual, n=A.n, device=str(device), rtol=rtol)
+            for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible):
+                state, setup = _timed(device, lambda: setup_fn(A))  # noqa: B023
+                result, seconds = _timed(device, lambda: solve_fn(A, b, state))  # noqa: B023
+                norms = result.residual_norms.double().numpy()
+                true = float(torch.linalg.vector_norm(b - A.matvec(result.x)) / torch.linalg.vector_norm(b))
+                _add(report, name, method, common, setup, seconds, norms, true, bool(result.converged))
+                echo(f"  {name} system {k} (solid {actual:.0%}): {method} {result.iterations} iterations, "
+                     f"{setup + seconds:.3g} s")
+            peer = _pyamg_record(A, b, rtol, maxiter) if device.type == "cpu" or size <= 128 else None
+            if peer is not None:
+                setup, seconds, norms, true = peer
+                _add(report, name, "pyamg-rs-pcg", common, setup, seconds, norms, true, true <= rtol * 1.01)
+    return report
+
+
+def _add(report, problem, method, common, setup, seconds, norms, true_residual, converged):
+    iterations = len(norms) - 1
+    to_4 = _iterations_to(norms, 1e-4)
+    report.add(problem, method, **common, iterations=iterations, iterations_1e4=to_4, setup_seconds=setup,
+               seconds=seconds, total_seconds=setup + seconds,
+               seconds_1e4=None if to_4 is None else setup + seconds * to_4 / max(iterations, 1),
+               relative_residual=true_residual, converged=converged,
+               residual_history=[float(v) for v in norms / norms[0]])
+
+
+def summary_table(report: BenchmarkReport) -> str:
+    rows = [{k: v for k, v in r.items() if k != "residual_history"} for r in report.records]
+    columns = ["problem", "system", "solid_fraction", "method", "iterations_1e4", "iterations",
+               "setup_seconds", "seconds", "total_seconds", "relative_residual"]
+    return format_table(rows, columns)
+
+
+def plot(report: BenchmarkReport, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = report.records
+    first = records[0]["problem"]
+    systems = sorted({r["system"] for r in records if r["problem"] == first})
+    median = systems[len(systems) // 2]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for r in records:
+        if r["problem"] != first or r["system"] != median:
+            continue
+        history = np.asarray(r["residual_history"])
+        steps = np.arange(len(history))
+        axes[0].semilogy(steps, history, label=r["method"])
+        per = r["seconds"] / max(r["iterations"], 1)
+        axes[1].semilogy(r["setup_seconds"] + per * steps, history, label=r["method"])
+    axes[0].set(xlabel="iteration", ylabel="relative residual",
+                title=f"{first}, system {median}: residual vs iteration")
+    axes[1].set(xlabel="seconds (set-up included)", ylabel="relative residual", title="residual vs time")
+    axes[1].set_xscale("log")
+    for (problem, method), style in zip(sorted({(r["problem"], r["method"]) for r in records}),
+                                        _styles(), strict=False):
+        rows = sorted((r for r in records if r["problem"] == problem and r["method"] == method),
+                      key=lambda r: r["solid_fraction"])
+        axes[2].plot([100 * r["solid_fraction"] for r in rows],
+                     [r["iterations_1e4"] if r["iterations_1e4"] is not None else np.nan for r in rows],
+                     style, label=f"{problem} {method}")
+    axes[2].set(xlabel="solid cells [%]", ylabel="iterations to 1e-4", yscale="log",
+                title="iterations vs obstacle fraction")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=6)
+    return save_figure(fig, path, title=f"pdekit bench dcdm on {report.device} ({report.date[:10]})")
+
+
+def _styles():
+    for marker in ("o-", "s--", "^:"):
+        yield from (marker,) * 6

@@ -1,0 +1,18 @@
+import json
+
+from pdekit.bench import run_benchmark
+
+
+def test_bench_dcdm_quick_records_every_method(tmp_path):
+    report = run_benchmark("dcdm", quick=True, json_path=tmp_path / "dcdm.json", echo=lambda *_: None)
+    methods = {r["method"] for r in report.records}
+    assert {"pdekit-cg", "pdekit-pcg-ichol0", "pdekit-pcg-multigrid", "pdekit-dcdm", "pyamg-rs-pcg"} <= methods
+    for r in report.records:
+        assert r["converged"], r["method"]
+        assert r["relative_residual"] <= 1.01e-6
+        assert r["iterations_1e4"] <= r["iterations"]
+    by = {(r["system"], r["method"]): r for r in report.records}
+    for system in (0, 1):  # the learned directions beat plain CG on both systems
+        assert by[system, "pdekit-dcdm"]["iterations"] < by[system, "pdekit-cg"]["iterations"]
+    data = json.loads((tmp_path / "dcdm.json").read_text())
+    assert data["benchmark"] == "dcdm" and (tmp_path / "dcdm.png").is_file()
