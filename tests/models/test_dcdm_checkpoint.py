@@ -25,3 +25,13 @@ def test_shipped_dcdm_checkpoint_reduces_iterations_on_a_fresh_system():
     assert flexible.converged and flexible.iterations < plain.iterations
     residual = torch.linalg.vector_norm(b - A.matvec(learned.x)) / torch.linalg.vector_norm(b)
     assert residual <= 1e-4
+
+
+def test_shipped_2d_dcdm_checkpoint_reduces_iterations_on_a_fresh_system():
+    M = pdekit.load_preconditioner(CHECKPOINT.with_name("dcdm-poisson2d.pt"))
+    assert M.net.dim == 2
+    A, b, _ = make_system(48, 2, 0.1, seed=12, device="cpu")
+    learned = dcdm(A, b, M, rtol=1e-4)
+    plain = cg(A, b, rtol=1e-4)
+    assert learned.converged and learned.iterations * 2 <= plain.iterations, (learned.iterations,
+                                                                               plain.iterations)
