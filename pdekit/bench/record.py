@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from pdekit._version import __version__
+from pdekit.train.evaluate import save_figure  # the one figure writer (re-exported for benchmarks)
 
 __all__ = [
     "BenchmarkReport",
@@ -170,17 +171,3 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     out = [line, rule]
     out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
     return "\n".join(out)
-
-
-def save_figure(fig, path: str | os.PathLike, title: str | None = None, dpi: int = 120) -> Path:
-    """Give ``fig`` its title, lay it out, write it to ``path`` (folders created), close it."""
-    import matplotlib.pyplot as plt
-
-    if title is not None:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path

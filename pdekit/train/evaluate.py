@@ -18,7 +18,7 @@ import torch
 from pdekit.train import metrics as M
 from pdekit.train.batches import FieldBatches
 
-__all__ = ["evaluate", "per_sample_metrics", "plot_predictions"]
+__all__ = ["evaluate", "per_sample_metrics", "plot_predictions", "save_figure"]
 
 ALL_METRICS = ("relative_l2", "mse", "rmse", "nrmse", "max_error", "boundary_rmse",
                "conserved_quantity_error", "vrmse", "frequency_band_rmse")
@@ -108,9 +108,18 @@ def plot_predictions(model: torch.nn.Module, dataset, path: str | os.PathLike, *
                 fig.colorbar(image, ax=ax, shrink=0.8)
             ax.set_title(f"sample {k}: {titles[col]}" + (f" (rel. L2 {rel:.2e})" if col == 3 else ""),
                          fontsize=9)
+    return save_figure(fig, path, dpi=100)
+
+
+def save_figure(fig, path: str | os.PathLike, title: str | None = None, dpi: int = 120) -> Path:
+    """Give ``fig`` its title, lay it out, write it to ``path`` (folders created), close it."""
+    import matplotlib.pyplot as plt
+
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

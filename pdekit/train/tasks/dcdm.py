@@ -19,6 +19,7 @@ import torch
 from pdekit.classical import poisson
 from pdekit.linalg import cg, dcdm
 from pdekit.models.dcdm import LearnedPreconditioner, dcdm_loss
+from pdekit.train.evaluate import save_figure
 from pdekit.train.task import Task, register_task
 
 __all__ = ["DCDMTask", "RightHandSides"]
@@ -205,10 +206,4 @@ class DCDMTask(Task):
             ax.semilogy(norms / norms[0], label=f"{name} ({result.iterations} iterations)")
         ax.set(xlabel="iteration", ylabel="relative residual")
         ax.legend()
-        ax.set_title(f"DCDM vs CG, grid {tuple(b.shape)}")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, title=f"DCDM vs CG, grid {tuple(b.shape)}", dpi=100)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pdekit.models.hard_constraint import physics_loss
+from pdekit.train.evaluate import save_figure
 from pdekit.train.task import Task, register_task
 
 __all__ = ["PhysicsInformedTask", "Trajectories"]
@@ -205,11 +206,7 @@ class PhysicsInformedTask(Task):
         if self.train_frames and data.u.dim() == 3:
             for ax in axes:
                 ax.axhline(float(data.t[self.train_frames - 1]), color="w", ls="--", lw=0.8)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, dpi=120)
 
 
 def _relative_l2(pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ from pdekit.classical.moving_mesh import (
     tangled_cells,
     uniform_mesh,
 )
+from pdekit.train.evaluate import save_figure
 from pdekit.train.task import Task, register_task
 
 __all__ = ["CoarseTrajectories", "MeshMoverTask", "NextStepTask", "coarse_trajectories"]
@@ -280,12 +281,7 @@ def plot_meshes(u: torch.Tensor, meshes: dict[str, torch.Tensor], path, every: i
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 @register_task("mmpde")
@@ -404,11 +400,7 @@ class NextStepTask(Task):
                 axes[r, c].imshow(u[0, j].T.numpy(), origin="lower", cmap="RdBu_r")
                 axes[r, c].set_title(f"{name}, frame {j}")
                 axes[r, c].axis("off")
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, dpi=100)
 
 
 def _resolve(path: str) -> str:

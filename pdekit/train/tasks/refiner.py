@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 import torch
 
+from pdekit.train.evaluate import save_figure
 from pdekit.train.rollout import (
     error_spectrum,
     high_correlation_time,
@@ -355,14 +356,7 @@ def plot_rollout_comparison(reports: dict[str, dict], path: str | os.PathLike, *
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title or None, dpi=110)
 
 
 @register_task("onestep")
