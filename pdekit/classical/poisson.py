@@ -23,6 +23,7 @@ from pdekit.linalg.stencil import _normalize_bc
 
 __all__ = [
     "assemble_matrix",
+    "dirichlet_anchor_axis",
     "grid_coordinates",
     "grid_spacing",
     "manufactured_solution",
@@ -126,6 +127,14 @@ def manufactured_solution(
     u = np.prod(grids, axis=0)
     f = sum(k * k for k in wavenumbers) * u
     return u, f
+
+
+def dirichlet_anchor_axis(bc, ndim: int) -> int | None:
+    """The first axis whose low face is Dirichlet (None if none is): obstacles drawn with
+    ``random_obstacles(..., anchor_axis=...)`` keep their fluid connected to it, so the
+    operator stays positive definite."""
+    low = [b if isinstance(b, str) else b[0] for b in _normalize_bc(bc, ndim)]
+    return next((d for d, kind in enumerate(low) if kind == "dirichlet"), None)
 
 
 def random_obstacles(

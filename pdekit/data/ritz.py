@@ -58,8 +58,7 @@ def training_operator(params: RitzVectorParameters):
     shape = tuple(params.shape)
     solid = None
     if params.obstacle_fraction > 0:
-        lo = [b if isinstance(b, str) else b[0] for b in _normalize_bc(params.bc, len(shape))]
-        anchor = next((d for d, kind in enumerate(lo) if kind == "dirichlet"), None)
+        anchor = poisson.dirichlet_anchor_axis(params.bc, len(shape))
         solid = poisson.random_obstacles(shape, np.random.default_rng(params.matrix_seed),
                                          fraction=params.obstacle_fraction,
                                          radius=tuple(params.obstacle_radius), anchor_axis=anchor)
