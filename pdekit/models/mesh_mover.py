@@ -27,7 +27,8 @@ from torch import nn
 from pdekit.classical.moving_mesh import gradient_monitor, interpolate_grid, uniform_mesh
 from pdekit.models.registry import register_model
 
-__all__ = ["DataFreeMeshMover", "mesh_mover_loss", "monge_ampere_residual", "potential_derivatives"]
+__all__ = ["DataFreeMeshMover", "mesh_mover_loss", "monge_ampere_residual", "monitor_mean",
+           "potential_derivatives"]
 
 
 def _mlp(widths: list[int]) -> nn.Sequential:
@@ -63,6 +64,22 @@ class DataFreeMeshMover(nn.Module):
     alpha : float
         The monitor's ``alpha`` (:func:`~pdekit.classical.moving_mesh.gradient_monitor`), kept
         with the model so that losses and evaluation use the monitor it was trained for.
+    basis : int
+        0: the paper's concatenation head. ``K > 0``: a product (DeepONet) head over a fixed
+        cosine trunk, ``phi = sum_{k, l < K, (k, l) != 0} c_kl(u) cos(pi k xi_1) cos(pi l xi_2)
+        / (pi^2 (k^2 + l^2))``, the coefficients ``c`` a linear layer on the branch features
+        (zero at initialisation: the identity map). The scaling by the inverse Laplacian's
+        eigenvalues makes ``c`` the cosine coefficients of ``-Laplacian phi``, so that Adam's
+        steps act on the Hessian, not on ``phi``; the walls' zero normal derivative holds
+        exactly. The linear layer also sees the ``K x K`` cosine coefficients of the branch
+        input (with ``branch_input = "monitor"`` the linearised solution is then a linear
+        function of the features, the CNN adding the nonlinear part). ``trunk``, ``head`` and
+        ``frequencies`` are then unused.
+    branch_input : str
+        What the branch CNN sees: ``"solution"`` (the paper: ``u`` standardised per sample) or
+        ``"monitor"`` (``theta / M - 1``, the right-hand side of the Monge-Ampere equation
+        linearised at the identity, ``Laplacian phi = theta / M - 1``; the map depends on
+        ``u`` only through ``M``).
 
     Shapes:
         ``forward(u (B, n, n), xi (B, P, 2)) -> phi (B, P)``;
@@ -71,36 +88,71 @@ class DataFreeMeshMover(nn.Module):
 
     def __init__(self, size: int = 48, channels: list[int] | None = None, width: int = 512,
                  trunk: list[int] | None = None, head: list[int] | None = None, frequencies: int = 0,
-                 alpha: float = 0.01):
+                 alpha: float = 0.01, basis: int = 0, branch_input: str = "solution"):
         super().__init__()
+        if branch_input not in ("solution", "monitor"):
+            raise ValueError(f"DataFreeMeshMover: branch_input must be 'solution' or 'monitor', "
+                             f"got {branch_input!r}")
         channels = [16, 32, 32, 32] if channels is None else list(channels)
         trunk = [32] if trunk is None else list(trunk)
         head = [512] if head is None else list(head)
         self.size, self.alpha, self.frequencies = size, alpha, frequencies
+        self.basis, self.branch_input = basis, branch_input
         convs: list[nn.Module] = []
         c_in, s = 1, size
         for c in channels:
             convs += [nn.Conv2d(c_in, c, 5, stride=2, padding=2), nn.Tanh()]
             c_in, s = c, (s + 1) // 2
         self.branch = nn.Sequential(*convs, nn.Flatten(), nn.Linear(c_in * s * s, width))
-        self.trunk = _mlp([2 * frequencies if frequencies else 2, *trunk, width])
-        self.head = _mlp([2 * width, *head, 1])
-        # start from the identity map: the last layer's output is scaled down
-        with torch.no_grad():
-            self.head[-1].weight.mul_(0.01)
-            self.head[-1].bias.zero_()
+        if basis:
+            k = torch.arange(basis, dtype=torch.float32)
+            scale = 1.0 / (torch.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2))
+            self.register_buffer("wavenumbers", k)
+            self.register_buffer("basis_scale", scale.flatten()[1:])  # (0, 0) dropped: the gauge
+            self.coefficients = nn.Linear(width + basis * basis, basis * basis - 1)
+            with torch.no_grad():  # the identity map
+                self.coefficients.weight.zero_()
+                self.coefficients.bias.zero_()
+        else:
+            self.trunk = _mlp([2 * frequencies if frequencies else 2, *trunk, width])
+            self.head = _mlp([2 * width, *head, 1])
+            # start from the identity map: the last layer's output is scaled down
+            with torch.no_grad():
+                self.head[-1].weight.mul_(0.01)
+                self.head[-1].bias.zero_()
 
     def encode(self, u: torch.Tensor) -> torch.Tensor:
-        """The branch features of ``u (B, n, n)``: ``(B, width)``."""
+        """The branch features of ``u (B, n, n)``: ``(B, width)`` (``basis = K``: with the
+        ``K x K`` cosine coefficients of the input, ``(B, width + K^2)``)."""
         if u.ndim != 3 or u.shape[-1] != self.size or u.shape[-2] != self.size:
             raise ValueError(f"DataFreeMeshMover: `u` must be (batch, {self.size}, {self.size}), "
                              f"got {tuple(u.shape)}")
-        mean = u.mean(dim=(1, 2), keepdim=True)
-        std = u.std(dim=(1, 2), keepdim=True).clamp_min(1e-8)
-        return self.branch(((u - mean) / std)[:, None])
+        if self.branch_input == "monitor":
+            monitor = gradient_monitor(u, alpha=self.alpha)
+            x = monitor_mean(monitor)[:, None, None] / monitor - 1
+        else:
+            mean = u.mean(dim=(1, 2), keepdim=True)
+            std = u.std(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+            x = (u - mean) / std
+        features = self.branch(x[:, None])
+        if not self.basis:
+            return features
+        n = x.shape[-1]
+        w = torch.full((n,), 1.0 / (n - 1), dtype=x.dtype, device=x.device)
+        w[0] = w[-1] = 0.5 / (n - 1)
+        grid = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)
+        c = torch.cos(torch.pi * grid[:, None] * self.wavenumbers.to(x.dtype)) * w[:, None]  # (n, K)
+        spectrum = torch.einsum("bij,ik,jl->bkl", x, c, c).flatten(1)
+        return torch.cat((features, spectrum), dim=-1)
 
     def potential(self, features: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         """``phi`` at ``xi (B, P, 2)`` from branch features ``(B, width)``: ``(B, P)``."""
+        if self.basis:
+            coef = self.coefficients(features) * self.basis_scale  # (B, K^2 - 1)
+            cx = torch.cos(torch.pi * xi[..., 0, None] * self.wavenumbers)  # (B, P, K)
+            cy = torch.cos(torch.pi * xi[..., 1, None] * self.wavenumbers)
+            modes = (cx[..., :, None] * cy[..., None, :]).flatten(-2)[..., 1:]
+            return (modes * coef[:, None, :]).sum(-1)
         if self.frequencies:
             k = torch.arange(1, self.frequencies + 1, dtype=xi.dtype, device=xi.device)
             xi = torch.cos(torch.pi * xi[..., None] * k).flatten(-2)
@@ -124,6 +176,14 @@ class DataFreeMeshMover(nn.Module):
         x = x.clone()
         x[:, 0, :, 0], x[:, -1, :, 0], x[:, :, 0, 1], x[:, :, -1, 1] = 0.0, 1.0, 0.0, 1.0
         return x
+
+
+def monitor_mean(monitor: torch.Tensor) -> torch.Tensor:
+    """``theta``: the mean of a monitor ``(B, m, m)`` on the nodes of ``[0, 1]^2`` by the
+    trapezoid rule, ``(B,)``."""
+    w = torch.ones(monitor.shape[-1], dtype=monitor.dtype, device=monitor.device)
+    w[0] = w[-1] = 0.5
+    return (monitor * w[:, None] * w[None, :]).sum(dim=(1, 2)) / w.sum() ** 2
 
 
 def potential_derivatives(model: DataFreeMeshMover, u: torch.Tensor, xi: torch.Tensor, *,
@@ -168,9 +228,7 @@ def mesh_mover_loss(model: DataFreeMeshMover, u: torch.Tensor, *, points: int = 
     Returns per-sample ``(B,)`` terms ``{"loss", "residual", "boundary", "convexity"}``.
     """
     monitor = gradient_monitor(u, alpha=model.alpha)
-    w = torch.ones(u.shape[-1], dtype=u.dtype, device=u.device)
-    w[0] = w[-1] = 0.5
-    theta = (monitor * w[:, None] * w[None, :]).sum(dim=(1, 2)) / w.sum() ** 2
+    theta = monitor_mean(monitor)
     xi = _collocation(monitor, points, 8 * points)
     features = model.encode(u)
 

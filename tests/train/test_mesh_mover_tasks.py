@@ -66,6 +66,16 @@ def test_mesh_mover_task_trains_and_reports(burgers_tiny, tmp_path):
     assert m["tangled_cells"] == 0 and m["meshes"] == 2
     assert 0 < m["interpolation_error_classical"] < m["interpolation_error_uniform"] < 1
     assert task.plot(trainer.model, test, tmp_path / "mesh.png").exists()
+    # the cosine-basis mover on the monitor, under random symmetries of the square
+    task = MeshMoverTask(size=16, points=16, boundary_points=4, frame_stride=2, eval_states=4,
+                         augment=True)
+    model = DataFreeMeshMover(16, channels=[4, 4, 4, 4], width=16, alpha=1.0, basis=6,
+                              branch_input="monitor")
+    trainer = Trainer(model, train, test, task=task, epochs=2, batch_size=8, amp=False,
+                      normalization="none", progress=False)
+    history = trainer.fit()
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
+    assert task.report(trainer.model, test)["metrics"]["tangled_cells"] == 0
 
 
 def test_next_step_task_trains_and_reports(burgers_tiny, tmp_path):

@@ -119,6 +119,10 @@ class MeshMoverTask(Task):
         trajectory.
     eval_states : int
         Test states scored during training.
+    augment : bool
+        Train on each batch under a random symmetry of the square (flips in ``x`` and ``y``,
+        transposition; our addition): the Monge-Ampere map of a reflected state is the
+        reflected map, so this is still data-free and multiplies the states by 8.
     """
 
     select = "test_residual"
@@ -126,8 +130,9 @@ class MeshMoverTask(Task):
 
     def __init__(self, size: int = 48, points: int = 256, boundary_points: int = 16,
                  boundary_weight: float = 1000.0, convexity_weight: float = 1.0, frame_stride: int = 5,
-                 eval_states: int = 64):
+                 eval_states: int = 64, augment: bool = False):
         self.size, self.points, self.boundary_points = size, points, boundary_points
+        self.augment = augment
         self.boundary_weight, self.convexity_weight = boundary_weight, convexity_weight
         self.frame_stride, self.eval_states = frame_stride, eval_states
 
@@ -141,6 +146,11 @@ class MeshMoverTask(Task):
         from pdekit.models.mesh_mover import mesh_mover_loss
 
         (u,) = batch
+        if self.augment and _core(model).training:
+            flips = torch.randint(0, 2, (3,)).tolist()
+            u = u.flip(1) if flips[0] else u
+            u = u.flip(2) if flips[1] else u
+            u = u.transpose(1, 2) if flips[2] else u
         return mesh_mover_loss(_core(model), u, points=self.points, boundary_points=self.boundary_points,
                                boundary_weight=self.boundary_weight,
                                convexity_weight=self.convexity_weight)["loss"]
