@@ -20,6 +20,24 @@ def _dtype(name: str | None) -> torch.dtype | None:
     return None if name is None else _DTYPES[name]
 
 
+def _device(name: str) -> str:
+    """``--device``: a torch device this machine has (checked before any work starts)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a device; use cpu or cuda (cuda:1, ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{name!r}: this machine has no CUDA device; use cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{name!r}: this machine has {count} CUDA device(s)")
+    elif device.type != "cpu" and not getattr(getattr(torch, device.type, None), "is_available",
+                                              lambda: False)():
+        raise argparse.ArgumentTypeError(f"{name!r}: no such device on this machine; use cpu")
+    return name
+
+
 def _load_system(args):
     """The operator and right-hand side named by ``pdekit solve``'s arguments."""
     import scipy.io
@@ -215,7 +233,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from pdekit.data import open_dataset
-    from pdekit.models import load_checkpoint, load_model
+    from pdekit.models import CheckpointError, load_checkpoint, load_model
     from pdekit.train.task import build_task
 
     path = Path(args.checkpoint)
@@ -231,6 +249,13 @@ def _cmd_evaluate(args) -> int:
                                 "(generate it with `pdekit generate`, or pass --dataset DIR)")
     split = args.split or meta.get("test_split", "test")
     dataset = open_dataset(folder, split)
+    trained_on = [*meta.get("inputs", []), *meta.get("outputs", [])]
+    fields = sorted(dataset[0]) if len(dataset) else []
+    missing = [name for name in trained_on if name not in fields]
+    if missing:
+        raise CheckpointError(
+            f"{path.name} holds a {data['model']!r} model trained on the fields {trained_on}, but "
+            f"the dataset {str(folder)!r} has {fields}: a checkpoint of another model or dataset?")
     model = load_model(path, device=args.device)
     task = build_task(meta.get("task"))
     result = task.report(model, dataset, device=args.device, metadata=meta)
@@ -275,23 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve A x = b with pdekit's CG or SOR. PROBLEM is poisson2d, poisson3d, "
                     "or a .npz (scipy.sparse.save_npz) / .mtx (Matrix Market) file.",
     )
-    solve.add_argument("problem", metavar="PROBLEM")
+    solve.add_argument("problem", metavar="PROBLEM", help="poisson2d, poisson3d, or a .npz / .mtx file")
     solve.add_argument("--size", type=int, default=256, help="grid points per axis (default 256)")
-    solve.add_argument("--bc", default="dirichlet", choices=["dirichlet", "neumann"])
+    solve.add_argument("--bc", default="dirichlet", choices=["dirichlet", "neumann"],
+                       help="boundary condition of every face")
     solve.add_argument("--solid-fraction", type=float, default=0.0,
                        help="fraction of random solid cells (default 0)")
     solve.add_argument("--rhs", help=".npy file with b (default: uniform random, seeded)")
-    solve.add_argument("--method", default="cg", choices=["cg", "sor"])
+    solve.add_argument("--method", default="cg", choices=["cg", "sor"], help="the solver")
     solve.add_argument("--precond", default="none",
                        choices=["none", "jacobi", "ssor", "ichol0", "multigrid"],
                        help="multigrid needs a grid problem (poisson2d, poisson3d)")
     solve.add_argument("--omega", type=float, default=1.0, help="SOR/SSOR relaxation factor")
-    solve.add_argument("--rtol", type=float, default=1e-6)
-    solve.add_argument("--atol", type=float, default=0.0)
-    solve.add_argument("--maxiter", type=int, default=None)
-    solve.add_argument("--device", default="cpu")
-    solve.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
-    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--rtol", type=float, default=1e-6,
+                       help="stop at ||b - A x|| <= max(rtol ||b||, atol)")
+    solve.add_argument("--atol", type=float, default=0.0, help="absolute residual tolerance")
+    solve.add_argument("--maxiter", type=int, default=None, help="iteration limit (default 10 n)")
+    solve.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
+    solve.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="default float64")
+    solve.add_argument("--seed", type=int, default=0, help="seed of the obstacles and the random b")
     solve.add_argument("--out", help="write the solution to this .npy file")
     solve.add_argument("--json", action="store_true", help="print one JSON line")
     solve.set_defaults(handler=_cmd_solve)
@@ -300,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", help="benchmark name: linalg, generate, train, ot, sor-bandit")
     bench.add_argument("--json", help="output JSON path (default runs/bench/NAME.json)")
     bench.add_argument("--plot", help="output PNG path (default next to the JSON)")
-    bench.add_argument("--device", default="cpu")
-    bench.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
+    bench.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
+    bench.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
+                       help="default: the benchmark's own")
     bench.add_argument("--problems", help="comma-separated problem names, e.g. poisson3d-64")
     bench.add_argument("--rtol", type=float, default=None, help="solver tolerance (default 1e-6)")
     bench.add_argument("--quick", action="store_true", help="tiny problems (a smoke run)")
@@ -344,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="plot one sample of a dataset to a PNG")
     plot.add_argument("path", help="dataset folder (or a PDEBench / The Well file)")
-    plot.add_argument("--sample", type=int, default=0)
-    plot.add_argument("--split", default="train")
+    plot.add_argument("--sample", type=int, default=0, help="sample index in the split")
+    plot.add_argument("--split", default="train", help="split name")
     plot.add_argument("--out", help="PNG path (default <dataset>-<split>-<sample>.png)")
     plot.set_defaults(handler=_cmd_plot)
 
@@ -361,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "names a dataset recipe). Writes metrics.jsonl, best.pt and last.pt to --out.")
     train.add_argument("recipe", help="training recipe, e.g. solvers/deeponet-antiderivative.toml")
     train.add_argument("--out", default=None, help="run folder (default runs/<recipe name>)")
-    train.add_argument("--device", default="cpu", help="cpu or cuda")
+    train.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     train.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -378,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default=None, help="split to evaluate (default test)")
     evaluate.add_argument("--json", default=None, help="write the metrics JSON here")
     evaluate.add_argument("--plot", default=None, help="PNG of predictions (default next to --json)")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     info = sub.add_parser("info", help="versions and devices, or a dataset's summary and integrity")

@@ -91,7 +91,22 @@ _SOLVER_SCALARS = {"iterations": "1", "relative_residual": "1"}
 # -- Darcy ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DarcyParameters:
-    """Darcy flow on the unit square (see :mod:`pdekit.classical.darcy`)."""
+    """Darcy flow on the unit square (see :mod:`pdekit.classical.darcy`).
+
+    Attributes
+    ----------
+    size : int
+        Stored grid points per side (boundary included).
+    fine_size : int
+        Grid points per side of the solve; ``fine_size - 1`` a multiple of ``size - 1``.
+    alpha, tau : float
+        Smoothness and inverse length scale of the Gaussian random field that is thresholded
+        into the coefficient (covariance ``(-Laplacian + tau^2)^(-alpha)``).
+    values : list of float
+        The coefficient where the field is >= 0 and where it is < 0.
+    forcing : float
+        The constant source ``f``.
+    """
 
     size: int = 85
     fine_size: int = 421
@@ -157,7 +172,23 @@ def _solve_system(system: EllipticSystem, solver) -> tuple[dict, dict]:
 @dataclass(frozen=True)
 class PoissonParameters:
     """Poisson ``-Laplacian u = f`` on the unit square/cube with a random right-hand side and
-    optional random solid obstacles (spheres and boxes; Neumann at their faces)."""
+    optional random solid obstacles (spheres and boxes; Neumann at their faces).
+
+    Attributes
+    ----------
+    shape : list of int
+        Grid points per axis (2 or 3 axes).
+    bc : str or list
+        ``"dirichlet"``, ``"neumann"``, one per axis, or ``[low, high]`` per face.
+    rhs_alpha, rhs_tau : float
+        Smoothness and inverse length scale of the Gaussian-random-field source.
+    obstacle_fraction : float
+        Fraction of solid cells (0: no obstacles; at most 0.9).
+    obstacle_kinds : list of str
+        Obstacle shapes drawn: ``"sphere"``, ``"box"``.
+    obstacle_radius : list of float
+        ``[min, max]`` obstacle radius as a fraction of the domain.
+    """
 
     shape: tuple = (64, 64)
     bc: Any = "dirichlet"
@@ -227,7 +258,17 @@ class PoissonProblem(Problem):
 @dataclass(frozen=True)
 class AntiderivativeParameters:
     """``ds/dx = u``, ``s(0) = 0`` on [0, 1] with ``u`` a zero-mean Gaussian process (RBF
-    kernel), the DeepONet benchmark of Lu et al. (2021)."""
+    kernel), the DeepONet benchmark of Lu et al. (2021).
+
+    Attributes
+    ----------
+    sensors : int
+        Points of ``[0, 1]`` where ``u`` and ``s`` are stored.
+    length_scale : float
+        Length scale of the RBF kernel of ``u``.
+    refinement : int
+        ``u`` is drawn on a grid this many times finer than the sensors and integrated exactly.
+    """
 
     sensors: int = 100
     length_scale: float = 0.2
@@ -267,7 +308,21 @@ class AntiderivativeProblem(Problem):
 class DiffusionSorptionParameters:
     """1D diffusion-sorption, the PDEBench setup (see :mod:`pdekit.classical.diffusion_sorption`):
     ``nx`` cells, ``nt`` stored times on ``[0, t_end]``, ``u0 ~ U(u0_range)`` constant in space;
-    ``substeps`` implicit BDF2 steps between stored times."""
+    ``substeps`` implicit BDF2 steps between stored times.
+
+    Attributes
+    ----------
+    nx : int
+        Cells of ``[0, 1]``.
+    nt : int
+        Stored times, ``t_end`` included.
+    t_end : float
+        Final time (seconds).
+    u0_range : list of float
+        ``[low, high]`` of the uniform draw of the constant initial value.
+    substeps : int
+        Implicit BDF2 steps between two stored times.
+    """
 
     nx: int = 1024
     nt: int = 101
@@ -315,7 +370,25 @@ class NavierStokes2DParameters:
     (see :mod:`pdekit.classical.navier_stokes`): ``n x n`` points (``test_size`` in the other
     splits than ``train``), ``nt`` stored times on ``[0, t_end]``, viscosity ``nu``, initial
     vorticity a Gaussian random field (squared-exponential spectrum, ``length_scale``,
-    standard deviation ``std``); the time step follows the CFL number ``cfl``."""
+    standard deviation ``std``); the time step follows the CFL number ``cfl``.
+
+    Attributes
+    ----------
+    size : int
+        Points per side in the ``train`` split (even).
+    test_size : int
+        Points per side in the other splits (even).
+    nt : int
+        Stored times, ``t_end`` included.
+    t_end : float
+        Final time.
+    nu : float
+        Viscosity.
+    length_scale, std : float
+        Length scale and standard deviation of the initial-vorticity random field.
+    cfl : float
+        CFL number that sets the time step.
+    """
 
     size: int = 64
     test_size: int = 256
@@ -368,7 +441,35 @@ class KuramotoSivashinskyParameters:
     :mod:`pdekit.classical.kuramoto_sivashinsky`): per trajectory ``L ~ U(length)``, stored time
     step ``dt * U(1 - dt_spread, 1 + dt_spread)`` (LPSDA draws the end time within 10%),
     ``nu ~ U(viscosity)``, a sum-of-sines initial condition, ``burn_in`` discarded frames, then
-    ``frames`` stored ones (``eval_frames`` in the other splits than ``train``)."""
+    ``frames`` stored ones (``eval_frames`` in the other splits than ``train``).
+
+    Attributes
+    ----------
+    points : int
+        Grid points of the periodic interval (even).
+    length : list of float
+        ``[low, high]`` of the uniform draw of the domain length ``L``.
+    dt : float
+        Nominal time between stored frames.
+    dt_spread : float
+        Relative spread of each trajectory's frame step around ``dt``.
+    viscosity : list of float
+        ``[low, high]`` of the uniform draw of ``nu`` (equal bounds: fixed).
+    burn_in : int
+        Frames solved and discarded before the stored ones.
+    frames : int
+        Stored frames per ``train`` trajectory.
+    eval_frames : int
+        Stored frames per trajectory of the other splits.
+    substeps : int
+        ETDRK4 steps per frame.
+    terms : int
+        Sines in the initial condition.
+    amplitude : float
+        Bound of the uniform draw of each sine's amplitude.
+    wavenumbers : list of int
+        ``[low, high]`` of the integer wavenumbers of the sines.
+    """
 
     points: int = 256
     length: tuple = (57.6, 70.4)
@@ -442,7 +543,25 @@ class Burgers2DParameters:
     """2D viscous Burgers on the periodic unit square, the MM-PDE benchmark (see
     :mod:`pdekit.classical.burgers2d`): a random sum-of-sines initial condition scaled to
     ``max |u0| = amplitude``, solved pseudo-spectrally on ``points x points`` nodes (stored at that
-    resolution; learned solvers subsample it), ``frames`` frames over ``[0, t_end]``."""
+    resolution; learned solvers subsample it), ``frames`` frames over ``[0, t_end]``.
+
+    Attributes
+    ----------
+    points : int
+        Nodes per side of the periodic grid (even), solved and stored.
+    nu : float
+        Viscosity.
+    t_end : float
+        Final time.
+    frames : int
+        Stored frames, ``t = 0`` and ``t_end`` included.
+    terms : int
+        Sines in the initial condition.
+    wavenumbers : int
+        Largest integer wavenumber per axis of the sines.
+    amplitude : float
+        ``max |u0|`` after rescaling.
+    """
 
     points: int = 192
     nu: float = 0.004

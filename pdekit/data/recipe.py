@@ -91,7 +91,15 @@ def validate_dataclass(cls, values: dict, where: str):
 
 @dataclass(frozen=True)
 class SolverSettings:
-    """Settings of the reference solves."""
+    """Settings of the reference solves.
+
+    Attributes
+    ----------
+    rtol : float
+        Relative residual tolerance of each reference solve, in (0, 1).
+    method : str
+        CG preconditioner: ``"multigrid"``, ``"ichol0"`` or ``"cg"`` (none).
+    """
 
     rtol: float = 1e-10
     method: str = "multigrid"
@@ -107,7 +115,29 @@ class SolverSettings:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A validated dataset recipe (see the module docstring)."""
+    """A validated dataset recipe (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        Dataset name (letters, digits, ``_``, ``.``, ``-``).
+    pde : str
+        A registered problem (``pdekit.data.problems.PROBLEMS``).
+    splits : table of int
+        Split names and sample counts, e.g. ``{train = 1000, test = 200}``.
+    parameters : table
+        The PDE's parameter dataclass; missing keys take their defaults.
+    seed : int
+        Every sample's generator derives from ``(seed, split, index)``.
+    samples_per_shard : int
+        Samples per HDF5 shard file.
+    dtype : str
+        Stored floating dtype, ``"float32"`` or ``"float64"`` (solves run in float64).
+    description : str
+        Free text, kept in the manifest.
+    solver : table
+        The ``[solver]`` settings of the reference solves.
+    """
 
     name: str
     pde: str

@@ -27,7 +27,27 @@ __all__ = ["RitzVectorParameters", "RitzVectorProblem", "ritz_basis"]
 @dataclass(frozen=True)
 class RitzVectorParameters:
     """The training matrix (a pressure-Poisson stencil, optionally with fixed random obstacles)
-    and the Ritz-vector sampling (see the module docstring)."""
+    and the Ritz-vector sampling (see the module docstring).
+
+    Attributes
+    ----------
+    shape : list of int
+        Grid of the training matrix (2 or 3 axes).
+    bc : str or list
+        Boundary conditions, as in the ``poisson`` problem.
+    obstacle_fraction : float
+        Fraction of solid cells in the training matrix (0: none).
+    obstacle_radius : list of float
+        ``[min, max]`` obstacle radius as a fraction of the domain.
+    lanczos_steps : int
+        Lanczos steps ``m``, hence Ritz vectors (at most the number of unknowns).
+    theta : int
+        The ``m/2 + theta`` lowest Ritz vectors get the boosted weights.
+    boost : float
+        Scale of the boosted weights (9 in the paper).
+    matrix_seed : int
+        Seed of the obstacles and of the Lanczos start vector (the matrix is the same for every sample).
+    """
 
     shape: tuple = (32, 32, 32)
     bc: Any = (("dirichlet", "neumann"), "neumann", "neumann")

@@ -15,6 +15,7 @@ and plain Python values are stored: checkpoints load with ``weights_only=True``.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -65,8 +66,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files
-        raise CheckpointError(f"{path.name} is not a readable pdekit checkpoint ({err})") from None
+    except Exception as err:  # pickle errors, truncated files, other files
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path.name} is not a readable pdekit checkpoint (not a file written by "
+                                  "torch.save)") from None
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise CheckpointError(f"{path.name} is not a readable pdekit checkpoint ({reason})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is not a pdekit checkpoint (no '{FORMAT}' format tag)")
     return data

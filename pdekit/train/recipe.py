@@ -50,7 +50,33 @@ _TOP_KEYS = {"name", "description", "dataset", "data_dir", "dataset_samples", "t
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """A validated training recipe (see the module docstring)."""
+    """A validated training recipe (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        Run name; the run folder defaults to ``runs/<name>``.
+    dataset : str
+        A dataset recipe (``.toml``, generated into ``data_dir`` when missing) or a dataset folder.
+    model : table
+        ``[model]``: ``name`` of a registered model (``MODELS``) and its constructor arguments.
+    arguments : dict
+        The model's constructor arguments (the ``[model]`` table without ``name``).
+    training : table
+        ``[training]``: the :class:`~pdekit.train.TrainingSettings`.
+    description : str
+        Free text.
+    data_dir : str
+        Folder the dataset recipe is generated into (default ``data/<dataset name>``).
+    dataset_samples : int
+        Cap every split of the dataset recipe at this many samples (the folder gets ``-n<N>``).
+    train_split, test_split : str
+        Splits trained and evaluated on.
+    inputs, outputs : list of str
+        Fields stacked as input and target channels (default: the dataset's roles).
+    task : table
+        ``[task]``: ``name`` of a registered task (``pdekit.train.task.TASKS``) and its arguments.
+    """
 
     name: str
     dataset: str

@@ -48,6 +48,43 @@ class TrainingSettings:
     grid point, as FNO/LSM; ``field``: one mean and std per field). ``ema_decay`` > 0 keeps
     an exponential moving average of the weights (updated every step), which is what is
     evaluated and saved as the model.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training split.
+    batch_size : int
+        Global batch size.
+    loss : str
+        Supervised loss: ``"relative_l2"`` (per sample) or ``"mse"``.
+    optimizer : str
+        ``"adam"``, ``"adamw"`` or ``"sgd"``.
+    lr : float
+        Learning rate (the peak one for ``onecycle``).
+    weight_decay : float
+        Weight decay of the optimiser.
+    scheduler : str
+        ``"none"``, ``"step"``, ``"cosine"`` or ``"onecycle"``.
+    step_size, gamma : int, float
+        The ``step`` scheduler multiplies the learning rate by ``gamma`` every ``step_size`` epochs.
+    grad_clip : float
+        Clip the gradient norm at this value (0: no clipping).
+    normalization : str
+        ``"pointwise"``, ``"field"`` or ``"none"`` Gaussian normalisation of inputs and outputs.
+    eval_every : int
+        Evaluate on the test split every this many epochs.
+    checkpoint_every : int
+        Write ``last.pt`` every this many epochs.
+    amp : bool
+        bf16 autocast on CUDA (ignored on the CPU).
+    seed : int
+        Seed of the weights, the batch order and the task's draws.
+    preload : bool
+        Read small datasets into memory once.
+    num_workers : int
+        ``DataLoader`` worker processes when not preloaded.
+    ema_decay : float
+        Decay of the exponential moving average of the weights (0: none).
     """
 
     epochs: int = 100
