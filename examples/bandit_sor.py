@@ -1,8 +1,11 @@
 """Tune SOR's relaxation factor online across a sequence of shifted Laplacian systems.
 
 Khodak et al., "Learning to Relax", ICLR 2024: before each solve a bandit picks omega; the
-only feedback is the iteration count. Runs in a few seconds on a laptop CPU.
+only feedback is the iteration count. Runs in about a minute on a laptop CPU;
+``--quick`` plays 20 systems instead of 200 (seconds).
 """
+
+import sys
 
 import torch
 
@@ -19,7 +22,8 @@ from pdekit.classical.sor_tuning import (
 
 torch.set_num_threads(1)  # thousands of tiny solves: one thread is fastest
 # 200 systems (A + c_t I) x = b_t on a 10 x 10 grid, c_t = -0.15 + 0.6 Beta(0.5, 1.5)
-sequence = ShiftedLaplacianSequence(200, "high", seed=0)
+count = 20 if "--quick" in sys.argv else 200
+sequence = ShiftedLaplacianSequence(count, "high", seed=0)
 # SOR iterations of every instance at 20 values of omega in [1, 1.95] (batched solves),
 # shared by every method: a learner's choice then costs a lookup
 table = sor_cost_table(sequence, young=False)
@@ -33,4 +37,4 @@ for learner in (TsallisINF(seed=0),
                 PooledChebCB(context_range=sequence.context_range, seed=0)):
     result = play(learner, table)
     print(f"{type(learner).__name__:>12}: {result.costs.mean():6.1f} "
-          f"(last 50 systems: {result.costs[-50:].mean():.1f})")
+          f"(last {count // 4} systems: {result.costs[-(count // 4):].mean():.1f})")
