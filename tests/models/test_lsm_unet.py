@@ -23,6 +23,14 @@ def test_lsm_and_unet_shapes_on_odd_and_non_square_grids(shape):
     assert unet(x).shape == (2, 3, *shape)
 
 
+@pytest.mark.parametrize("size", [43, 85, 141])
+def test_lsm_pads_the_darcy_grids_of_the_resolution_study(size):
+    # patch 6: 43 -> 96, 85 -> 96, 141 -> 192 (multiples of 16 p), cropped back
+    model = LatentSpectralModel(width=8, patch_size=6, heads=8).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, size, size)).shape == (1, 1, size, size)
+
+
 def test_backward_reaches_every_parameter():
     torch.manual_seed(1)
     x = torch.randn(2, 1, 12, 12)
@@ -46,6 +54,34 @@ def test_spectral_block_matches_a_plain_per_patch_computation():
     assert "frequencies" in dict(block.named_buffers())
     torch.testing.assert_close(block.frequencies, torch.tensor([0.0, 1 / 3, 2 / 3]))
     assert block.to(torch.float64).frequencies.dtype == torch.float64
+
+
+def _stray_tensors(model):
+    """Tensors held as plain attributes (they would not move with .to())."""
+    return [f"{name}.{key}" for name, module in model.named_modules()
+            for key, value in vars(module).items() if isinstance(value, torch.Tensor)]
+
+
+@pytest.mark.parametrize("cls", [LatentSpectralModel, UNet])
+def test_every_tensor_moves_with_to(cls):
+    model = cls(width=8, **({"patch_size": 2, "heads": 2} if cls is LatentSpectralModel else {}))
+    assert _stray_tensors(model) == []
+    model = model.to(torch.float64)
+    floating = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+    assert floating and all(t.dtype == torch.float64 for t in floating)
+    assert model(torch.randn(2, 1, 10, 9, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("cls", [LatentSpectralModel, UNet])
+def test_forward_and_backward_on_each_device(cls, device):
+    # `device`: the CPU, and CUDA when present (skipped without a GPU)
+    torch.manual_seed(4)
+    model = cls(width=8, **({"patch_size": 2, "heads": 2} if cls is LatentSpectralModel else {})).to(device)
+    assert all(t.device.type == device.type for t in [*model.parameters(), *model.buffers()])
+    out = model(torch.randn(2, 1, 11, 14, device=device))
+    assert out.device.type == device.type and out.shape == (2, 1, 11, 14)
+    out.square().mean().backward()
+    assert all(p.grad is not None and p.grad.device.type == device.type for p in model.parameters())
 
 
 def test_lsm_checkpoint_round_trip(tmp_path):
