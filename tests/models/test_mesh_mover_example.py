@@ -1,4 +1,4 @@
-"""examples/mesh_mover.py in its quick mode: the classical mesh beats the uniform one."""
+"""examples/mesh_mover.py in its quick mode: the classical and the learned mesh beat the uniform one."""
 
 import importlib.util
 from pathlib import Path
@@ -13,3 +13,5 @@ def test_mesh_mover_example_quick_mode():
     assert set(errors) == {"uniform", "classical", "learned"}
     assert all(0 < e < 0.2 for e in errors.values())
     assert errors["classical"] < 0.9 * errors["uniform"]  # moving the nodes to the fronts pays
+    # the shipped data-free mover: 0.0240 against 0.0294 uniform (classical 0.0218) on this state
+    assert errors["learned"] < 0.9 * errors["uniform"]

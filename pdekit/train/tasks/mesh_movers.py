@@ -428,16 +428,18 @@ def pretrain_interpolation(model, states: torch.Tensor, *, steps: int = 200, bat
     the moved mesh (Hu et al. 2024, section 4). Returns the losses."""
     params = [*model.interpolate_in.parameters(), *model.interpolate_out.parameters()]
     optimiser = torch.optim.Adam(params, lr=lr)
+    device = params[0].device  # everything on the model's device
     n = states.shape[-1]
-    xi = uniform_mesh(n, dtype=torch.float32).reshape(1, -1, 2)
+    xi = uniform_mesh(n, dtype=torch.float32, device=device).reshape(1, -1, 2)
     losses = []
     for _ in range(steps):
         idx = torch.randint(0, len(states), (batch,))
-        u = states[idx].float().reshape(batch, -1)
+        batch_states = states[idx].to(device, torch.float32)
+        u = batch_states.reshape(batch, -1)
         with torch.no_grad():
-            x = model.moved_mesh(states[idx].float())
+            x = model.moved_mesh(batch_states)
         grid = xi.expand(batch, -1, -1)
-        coef = torch.randn(batch, 3)
+        coef = torch.randn(batch, 3, device=device)
 
         def lin(p, coef=coef):
             return coef[:, None, 0] + (p * coef[:, None, 1:]).sum(-1)
