@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser(
-        "demo", help="the main job: see pdekit work end to end (about 5 minutes on a CPU)",
+        "demo", help="the main job: see pdekit work end to end (about ten minutes on a CPU)",
         description="Generate a Darcy dataset and a 3D Poisson-with-obstacles sequence, train a "
                     "Latent Spectral Model and compare it with the classical solver, solve the "
                     "sequence with CG, multigrid-PCG and the shipped learned preconditioner "
