@@ -167,6 +167,13 @@ def _first_paragraph(obj) -> str:
     return _sentence(doc.split("\n\n")[0])
 
 
+def _ours(registry: dict) -> dict:
+    """The entries of a registry that pdekit itself defines (a user's or a test's own
+    registrations are not part of the reference)."""
+    return {name: obj for name, obj in registry.items()
+            if obj.__module__ == "pdekit" or obj.__module__.startswith("pdekit.")}
+
+
 def recipe_reference() -> str:
     """The text of ``docs/recipes.md``."""
     import pdekit.train.tasks  # noqa: F401  (registers the tasks)
@@ -205,14 +212,14 @@ def recipe_reference() -> str:
         "### `[task]`, one table per task\n\n"
         "`name` picks the task (default `\"supervised\"`); the other keys are its arguments.\n\n",
     ]
-    for name, task in sorted(TASKS.items()):
+    for name, task in sorted(_ours(TASKS).items()):
         rows = _signature_rows(task)
         parts += [f"#### `name = \"{name}\"` ({task.__module__})\n\n", _first_paragraph(task), "\n\n",
                   _table(rows) if rows else "No arguments.\n\n"]
     parts += ["### `[model]`, one table per model\n\n"
               "`name` picks a registered model; the other keys are its constructor arguments "
               "(stored in checkpoints, so `pdekit.load` rebuilds the model).\n\n"]
-    for name, model in sorted(MODELS.items()):
+    for name, model in sorted(_ours(MODELS).items()):
         parts += [f"#### `name = \"{name}\"` ({model.__module__}.{model.__name__})\n\n",
                   _first_paragraph(model), "\n\n", _table(_signature_rows(model))]
     return "".join(parts).rstrip() + "\n"
