@@ -311,12 +311,7 @@ def _operator_timing(model, test, ctx: dict) -> dict:
 
 
 def _plot_training(history: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _subplots(figsize=(5, 3.5))
     ax.semilogy([r["epoch"] for r in history], [r["train_loss"] for r in history], "o-", label="train loss")
     tested = [r for r in history if "test_relative_l2" in r]
     ax.semilogy([r["epoch"] for r in tested], [r["test_relative_l2"] for r in tested], "s-",
@@ -392,12 +387,7 @@ def _learned_preconditioner(ctx: dict) -> _Step:
 
 
 def _plot_convergence(histories: dict[str, np.ndarray], rtol: float, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = _subplots(figsize=(5.5, 3.8))
     for name, norms in histories.items():
         ax.semilogy(np.arange(len(norms)), norms, label=name)
     ax.axhline(rtol, color="k", lw=0.7, ls="--")
@@ -441,12 +431,7 @@ def _optimal_transport(ctx: dict) -> _Step:
 
 
 def _plot_transport(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = _subplots(1, 2, figsize=(10, 3.6))
     for name, (res, _) in results.items():
         errors = res.marginal_error_history.numpy()
         axes[0].loglog(np.maximum(res.history_iterations.numpy(), 1), errors, label=name)
@@ -494,12 +479,7 @@ def _bandit_sor(ctx: dict) -> _Step:
 
 
 def _plot_bandit(curves: dict[str, np.ndarray], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = _subplots(figsize=(5.5, 3.8))
     for name, costs in curves.items():
         ax.plot(np.arange(1, len(costs) + 1), np.cumsum(costs), label=name)
     ax.set_xlabel("system")
@@ -507,6 +487,16 @@ def _plot_bandit(curves: dict[str, np.ndarray], path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     return save_figure(fig, path, "SOR: bandit vs fixed omega")
+
+
+def _subplots(*grid: int, figsize: tuple[float, float]):
+    """A figure on the non-interactive backend (the demo only writes PNGs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*grid, figsize=figsize)
 
 
 # -- the report -------------------------------------------------------------------------------
