@@ -17,6 +17,13 @@ with ``grad phi`` and ``Hess phi`` by automatic differentiation. Training minimi
 ``phi`` is smooth. The input is standardised per sample (the monitor does not depend on the
 scale of ``u``). :meth:`DataFreeMeshMover.move` returns the nodes with the boundary nodes
 projected exactly onto their walls.
+
+Beyond the paper (``basis = K``): ``phi`` on a fixed ``K x K`` cosine basis scaled by the
+inverse Laplacian eigenvalues, its coefficients from a linear layer on the encoder's features,
+or (``branch = "field"``) from the cosine transform of a field ``f = x + CNN(x)`` computed by a
+fully convolutional network at the grid's resolution from ``x = theta / M - 1``, so that
+``Laplacian phi = f`` starts at the linearised Monge-Ampere equation. The walls' zero normal
+derivative then holds exactly and ``move`` sums ``grad phi`` in closed form.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ from torch import nn
 from pdekit.classical.moving_mesh import gradient_monitor, interpolate_grid, uniform_mesh
 from pdekit.models.registry import register_model
 
-__all__ = ["DataFreeMeshMover", "mesh_mover_loss", "monge_ampere_residual", "monitor_mean",
-           "potential_derivatives"]
+__all__ = ["DataFreeMeshMover", "cosine_coefficients", "mesh_mover_loss", "monge_ampere_residual",
+           "monitor_mean", "potential_derivatives"]
 
 
 def _mlp(widths: list[int]) -> nn.Sequential:
@@ -80,6 +87,17 @@ class DataFreeMeshMover(nn.Module):
         ``"monitor"`` (``theta / M - 1``, the right-hand side of the Monge-Ampere equation
         linearised at the identity, ``Laplacian phi = theta / M - 1``; the map depends on
         ``u`` only through ``M``).
+    branch : str
+        ``"encoder"`` (the paper): convolutions of stride 2 then a linear layer to ``width``
+        features. ``"field"`` (our addition; needs ``basis >= 2`` and ``branch_input =
+        "monitor"``): a fully convolutional network at the grid's resolution (3x3 convolutions
+        with ``channels`` channels, dilations 1, 1, 2, 4, 8, 1, 2, ..., GELU, reflected padding)
+        maps the branch input ``x = theta / M - 1`` to a field ``f = x + CNN(x)``, and ``phi``
+        solves ``Laplacian phi = f`` on the ``K x K`` cosine modes with zero normal derivative
+        (its coefficients are ``f``'s cosine coefficients over ``-pi^2 (k^2 + l^2)``). It starts
+        at the linearised Monge-Ampere map (the CNN's last layer is zero) and, being
+        convolutional, learns a local correction shared by every position; ``width``,
+        ``trunk``, ``head`` and ``frequencies`` are unused.
 
     Shapes:
         ``forward(u (B, n, n), xi (B, P, 2)) -> phi (B, P)``;
@@ -88,16 +106,29 @@ class DataFreeMeshMover(nn.Module):
 
     def __init__(self, size: int = 48, channels: list[int] | None = None, width: int = 512,
                  trunk: list[int] | None = None, head: list[int] | None = None, frequencies: int = 0,
-                 alpha: float = 0.01, basis: int = 0, branch_input: str = "solution"):
+                 alpha: float = 0.01, basis: int = 0, branch_input: str = "solution",
+                 branch: str = "encoder"):
         super().__init__()
         if branch_input not in ("solution", "monitor"):
             raise ValueError(f"DataFreeMeshMover: branch_input must be 'solution' or 'monitor', "
                              f"got {branch_input!r}")
+        if branch not in ("encoder", "field"):
+            raise ValueError(f"DataFreeMeshMover: branch must be 'encoder' or 'field', got {branch!r}")
+        if branch == "field" and (basis < 2 or branch_input != "monitor"):
+            raise ValueError("DataFreeMeshMover: branch='field' needs basis >= 2 and "
+                             f"branch_input='monitor', got basis={basis}, branch_input={branch_input!r}")
         channels = [16, 32, 32, 32] if channels is None else list(channels)
         trunk = [32] if trunk is None else list(trunk)
         head = [512] if head is None else list(head)
         self.size, self.alpha, self.frequencies = size, alpha, frequencies
-        self.basis, self.branch_input = basis, branch_input
+        self.basis, self.branch_input, self.branch_kind = basis, branch_input, branch
+        if basis:
+            self.register_buffer("wavenumbers", torch.arange(basis, dtype=torch.float32))
+            # checkpoints written before the scale was computed in the working dtype hold it
+            self._register_load_state_dict_pre_hook(_drop_legacy_basis_scale)
+        if branch == "field":
+            self.field = _field_network(channels)
+            return
         convs: list[nn.Module] = []
         c_in, s = 1, size
         for c in channels:
@@ -105,10 +136,6 @@ class DataFreeMeshMover(nn.Module):
             c_in, s = c, (s + 1) // 2
         self.branch = nn.Sequential(*convs, nn.Flatten(), nn.Linear(c_in * s * s, width))
         if basis:
-            k = torch.arange(basis, dtype=torch.float32)
-            scale = 1.0 / (torch.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2))
-            self.register_buffer("wavenumbers", k)
-            self.register_buffer("basis_scale", scale.flatten()[1:])  # (0, 0) dropped: the gauge
             self.coefficients = nn.Linear(width + basis * basis, basis * basis - 1)
             with torch.no_grad():  # the identity map
                 self.coefficients.weight.zero_()
@@ -123,7 +150,8 @@ class DataFreeMeshMover(nn.Module):
 
     def encode(self, u: torch.Tensor) -> torch.Tensor:
         """The branch features of ``u (B, n, n)``: ``(B, width)`` (``basis = K``: with the
-        ``K x K`` cosine coefficients of the input, ``(B, width + K^2)``)."""
+        ``K x K`` cosine coefficients of the input, ``(B, width + K^2)``; ``branch = "field"``:
+        the ``K^2 - 1`` cosine coefficients of ``-f``, ``(B, K^2 - 1)``)."""
         if u.ndim != 3 or u.shape[-1] != self.size or u.shape[-2] != self.size:
             raise ValueError(f"DataFreeMeshMover: `u` must be (batch, {self.size}, {self.size}), "
                              f"got {tuple(u.shape)}")
@@ -134,25 +162,32 @@ class DataFreeMeshMover(nn.Module):
             mean = u.mean(dim=(1, 2), keepdim=True)
             std = u.std(dim=(1, 2), keepdim=True).clamp_min(1e-8)
             x = (u - mean) / std
+        if self.branch_kind == "field":
+            f = x + self.field(x[:, None])[:, 0]
+            return -cosine_coefficients(f, self.basis, normalized=True).flatten(1)[:, 1:]
         features = self.branch(x[:, None])
         if not self.basis:
             return features
-        n = x.shape[-1]
-        w = torch.full((n,), 1.0 / (n - 1), dtype=x.dtype, device=x.device)
-        w[0] = w[-1] = 0.5 / (n - 1)
-        grid = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)
-        c = torch.cos(torch.pi * grid[:, None] * self.wavenumbers.to(x.dtype)) * w[:, None]  # (n, K)
-        spectrum = torch.einsum("bij,ik,jl->bkl", x, c, c).flatten(1)
+        spectrum = cosine_coefficients(x, self.basis).flatten(1)
         return torch.cat((features, spectrum), dim=-1)
+
+    def basis_coefficients(self, features: torch.Tensor) -> torch.Tensor:
+        """``phi``'s coefficients ``(B, K, K)`` on ``cos(pi k xi_1) cos(pi l xi_2)`` from the
+        features (``basis = K`` only; the ``(0, 0)`` gauge coefficient is zero)."""
+        coef = features if self.branch_kind == "field" else self.coefficients(features)
+        k = self.wavenumbers.to(coef.dtype)
+        scale = 1.0 / (torch.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2))  # inverse eigenvalues
+        coef = coef * scale.flatten()[1:]  # (0, 0) dropped: the gauge
+        coef = torch.cat((torch.zeros_like(coef[:, :1]), coef), dim=1)
+        return coef.reshape(-1, self.basis, self.basis)
 
     def potential(self, features: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         """``phi`` at ``xi (B, P, 2)`` from branch features ``(B, width)``: ``(B, P)``."""
         if self.basis:
-            coef = self.coefficients(features) * self.basis_scale  # (B, K^2 - 1)
+            coef = self.basis_coefficients(features)
             cx = torch.cos(torch.pi * xi[..., 0, None] * self.wavenumbers)  # (B, P, K)
             cy = torch.cos(torch.pi * xi[..., 1, None] * self.wavenumbers)
-            modes = (cx[..., :, None] * cy[..., None, :]).flatten(-2)[..., 1:]
-            return (modes * coef[:, None, :]).sum(-1)
+            return (torch.bmm(cx, coef) * cy).sum(-1)  # separable: no (B, P, K^2) tensor
         if self.frequencies:
             k = torch.arange(1, self.frequencies + 1, dtype=xi.dtype, device=xi.device)
             xi = torch.cos(torch.pi * xi[..., None] * k).flatten(-2)
@@ -168,14 +203,62 @@ class DataFreeMeshMover(nn.Module):
         boundary nodes projected onto their walls and every node clamped into the square."""
         n = self.size if n is None else n
         xi = uniform_mesh(n, dtype=u.dtype, device=u.device).reshape(1, -1, 2).expand(u.shape[0], -1, -1)
-        with torch.enable_grad():
-            _, grad, _ = potential_derivatives(self, u, xi, hessian=False, create_graph=create_graph)
+        if self.basis:  # grad phi on the nodes in closed form, separably: O(n^2 K) per mesh
+            with torch.set_grad_enabled(create_graph or torch.is_grad_enabled()):
+                coef = self.basis_coefficients(self.encode(u))
+                s = torch.linspace(0.0, 1.0, n, dtype=coef.dtype, device=coef.device)
+                arg = torch.pi * s[:, None] * self.wavenumbers.to(coef.dtype)
+                cos, dsin = torch.cos(arg), -torch.pi * self.wavenumbers.to(coef.dtype) * torch.sin(arg)
+                gx = torch.einsum("ik,bkl,jl->bij", dsin, coef, cos)
+                gy = torch.einsum("ik,bkl,jl->bij", cos, coef, dsin)
+                grad = torch.stack((gx, gy), dim=-1).reshape(u.shape[0], -1, 2).to(u.dtype)
+        else:
+            with torch.enable_grad():
+                _, grad, _ = potential_derivatives(self, u, xi, hessian=False, create_graph=create_graph)
         x = (xi + grad).reshape(u.shape[0], n, n, 2).clamp(0.0, 1.0)
         if not create_graph:
             x = x.detach()
         x = x.clone()
         x[:, 0, :, 0], x[:, -1, :, 0], x[:, :, 0, 1], x[:, :, -1, 1] = 0.0, 1.0, 0.0, 1.0
         return x
+
+
+def _drop_legacy_basis_scale(state_dict, prefix, *args) -> None:
+    state_dict.pop(prefix + "basis_scale", None)
+
+
+def _field_network(channels: list[int]) -> nn.Sequential:
+    """The ``branch = "field"`` CNN: 3x3 convolutions at full resolution with ``channels``
+    channels (dilations 1, then 1, 2, 4, 8 repeating), GELU, reflected padding (the even
+    extension of the Neumann walls), and a last convolution to one channel, zero at
+    initialisation."""
+    layers: list[nn.Module] = []
+    c_in = 1
+    for j, c in enumerate(channels):
+        d = 1 if j == 0 else 2 ** ((j - 1) % 4)
+        layers += [nn.Conv2d(c_in, c, 3, padding=d, dilation=d, padding_mode="reflect"), nn.GELU()]
+        c_in = c
+    last = nn.Conv2d(c_in, 1, 3, padding=1, padding_mode="reflect")
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    return nn.Sequential(*layers, last)
+
+
+def cosine_coefficients(x: torch.Tensor, modes: int, *, normalized: bool = False) -> torch.Tensor:
+    """Cosine coefficients ``(B, K, K)`` of node values ``x (B, n, n)`` on ``[0, 1]^2``:
+    ``int x cos(pi k xi_1) cos(pi l xi_2)`` by the trapezoid rule, ``k, l < K``. With
+    ``normalized``, divided by the modes' squared norms (1 for ``k = 0``, 1/2 otherwise, per
+    axis), so that ``sum c_kl cos cos`` is the projection of ``x`` on the modes."""
+    n = x.shape[-1]
+    w = torch.full((n,), 1.0 / (n - 1), dtype=x.dtype, device=x.device)
+    w[0] = w[-1] = 0.5 / (n - 1)
+    grid = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)
+    k = torch.arange(modes, dtype=x.dtype, device=x.device)
+    c = torch.cos(torch.pi * grid[:, None] * k) * w[:, None]  # (n, K)
+    if normalized:
+        c = c / torch.where(k == 0, 1.0, 0.5)
+    return torch.einsum("bij,ik,jl->bkl", x, c, c)
 
 
 def monitor_mean(monitor: torch.Tensor) -> torch.Tensor:

@@ -13,5 +13,6 @@ def test_mesh_mover_example_quick_mode():
     assert set(errors) == {"uniform", "classical", "learned"}
     assert all(0 < e < 0.2 for e in errors.values())
     assert errors["classical"] < 0.9 * errors["uniform"]  # moving the nodes to the fronts pays
-    # the shipped data-free mover: 0.0240 against 0.0294 uniform (classical 0.0218) on this state
+    # the shipped data-free mover: 0.0214 against 0.0294 uniform and 0.0218 classical on this state
     assert errors["learned"] < 0.9 * errors["uniform"]
+    assert errors["learned"] < 1.05 * errors["classical"]  # at the classical mesher's level

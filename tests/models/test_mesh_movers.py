@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from pdekit.classical.moving_mesh import uniform_mesh
+from pdekit.classical.moving_mesh import gradient_monitor, uniform_mesh
 from pdekit.models.mesh_mover import (
     DataFreeMeshMover,
+    cosine_coefficients,
     mesh_mover_loss,
     monge_ampere_residual,
+    monitor_mean,
     potential_derivatives,
 )
 from pdekit.models.mmpde import MMPDE, UniformGNN, knn_graph, knn_indices, uniform_graph
@@ -170,3 +172,82 @@ def test_cosine_basis_mover():
     assert float(mesh_mover_loss(model, u, points=32, boundary_points=4)["boundary"].max()) < 1e-10
     mesh = model.move(u)
     assert mesh.shape == (3, 16, 16, 2) and float((mesh - uniform_mesh(16)).abs().max()) > 1e-3
+
+
+def test_cosine_coefficients_recover_a_cosine_series():
+    # the trapezoid rule is exact for products of the cosine modes on the nodes (DCT-I)
+    torch.manual_seed(0)
+    n, k = 17, 6
+    coef = torch.randn(2, k, k, dtype=torch.float64)
+    s = torch.linspace(0, 1, n, dtype=torch.float64)
+    c = torch.cos(torch.pi * s[:, None] * torch.arange(k, dtype=torch.float64))
+    x = torch.einsum("bkl,ik,jl->bij", coef, c, c)
+    torch.testing.assert_close(cosine_coefficients(x, k, normalized=True), coef, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_field_mover_starts_at_the_linearised_map(dtype):
+    # Laplacian phi = f = theta / M - 1 (projected on the modes, mean removed) at any point
+    torch.manual_seed(0)
+    model = DataFreeMeshMover(16, channels=[4, 4, 4], alpha=1.0, basis=8, branch_input="monitor",
+                              branch="field").to(dtype)
+    u = torch.randn(2, 16, 16, dtype=dtype)
+    xi = torch.rand(2, 40, 2, dtype=dtype)
+    _, _, hess = potential_derivatives(model, u, xi, create_graph=False)
+    monitor = gradient_monitor(u, alpha=1.0)
+    x = monitor_mean(monitor)[:, None, None] / monitor - 1
+    f = cosine_coefficients(x, 8, normalized=True)
+    f[:, 0, 0] = 0
+    k = torch.arange(8, dtype=dtype)
+    expected = torch.einsum("bkl,bpk,bpl->bp", f, torch.cos(torch.pi * xi[..., 0, None] * k),
+                            torch.cos(torch.pi * xi[..., 1, None] * k))
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(hess[..., 0, 0] + hess[..., 1, 1], expected, rtol=tol, atol=tol)
+
+
+def test_field_mover_shapes_backward_boundary_and_closed_form_mesh():
+    torch.manual_seed(0)
+    model = DataFreeMeshMover(16, channels=[4, 4, 4], alpha=1.0, basis=6, branch_input="monitor",
+                              branch="field")
+    u = torch.randn(3, 16, 16)
+    terms = mesh_mover_loss(model, u, points=32, boundary_points=4)
+    terms["loss"].mean().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert float(terms["boundary"].max()) < 1e-10
+    with torch.no_grad():
+        model.field[-1].weight.normal_(0, 0.1)
+    for mover in (model, DataFreeMeshMover(16, channels=[4, 4, 4, 4], width=16, alpha=1.0, basis=6,
+                                           branch_input="monitor")):
+        if mover is not model:
+            with torch.no_grad():
+                mover.coefficients.bias.normal_(0, 0.5)
+        xi = uniform_mesh(16).reshape(1, -1, 2).expand(3, -1, -1)
+        _, grad, _ = potential_derivatives(mover, u, xi, hessian=False, create_graph=False)
+        mesh = mover.move(u)  # grad phi on the nodes in closed form
+        reference = (xi + grad).reshape(3, 16, 16, 2).clamp(0, 1)
+        assert float((mesh - uniform_mesh(16)).abs().max()) > 1e-3
+        torch.testing.assert_close(mesh[:, 1:-1, 1:-1], reference[:, 1:-1, 1:-1])
+    with pytest.raises(ValueError, match="branch='field' needs basis"):
+        DataFreeMeshMover(16, basis=0, branch_input="monitor", branch="field")
+    with pytest.raises(ValueError, match="branch must be"):
+        DataFreeMeshMover(16, branch="unet")
+
+
+def test_field_mover_training_reduces_the_monge_ampere_residual():
+    torch.manual_seed(0)
+    s = torch.linspace(0, 1, 24)
+    fronts = torch.stack([torch.tanh((s[:, None] + a * s[None, :] - 0.5) / 0.04) for a in (0.3, 0.6, 1.0)])
+    model = DataFreeMeshMover(24, channels=[8, 8, 8], alpha=1.0, basis=12, branch_input="monitor",
+                              branch="field")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def residual():
+        torch.manual_seed(1)
+        return float(mesh_mover_loss(model, fronts, points=256, boundary_points=4)["residual"].mean())
+
+    start = residual()
+    for _ in range(60):
+        opt.zero_grad()
+        mesh_mover_loss(model, fronts, points=64, boundary_points=4)["loss"].mean().backward()
+        opt.step()
+    assert residual() < 0.5 * start
