@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(handler=_cmd_solve)
 
     bench = sub.add_parser("bench", help="run a benchmark (ours vs peers) and write JSON + plot")
-    bench.add_argument("name", help="benchmark name: linalg, generate, train, ot, sor-bandit")
+    from pdekit.bench import BENCHMARKS
+
+    bench.add_argument("name", help=f"benchmark name: {', '.join(BENCHMARKS)}")
     bench.add_argument("--json", help="output JSON path (default runs/bench/NAME.json)")
     bench.add_argument("--plot", help="output PNG path (default next to the JSON)")
     bench.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")

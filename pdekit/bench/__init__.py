@@ -53,6 +53,9 @@ BENCHMARKS: dict[str, Callable[[], Benchmark]] = {
     "hard-constraints": _module_benchmark("hard-constraints", "hard_constraints",
                                           "physics-informed hard constraint: global vs mixture of experts, "
                                           "time per step against sampled points"),
+    "mesh-movers": _module_benchmark("mesh-movers", "mesh_movers",
+                                     "learned mesh mover vs the classical Monge-Ampere mesher; MM-PDE's "
+                                     "k-NN graphs vs SciPy's k-d tree"),
 }
 
 

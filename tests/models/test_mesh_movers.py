@@ -89,6 +89,25 @@ def test_knn_graph_edge_counts_and_neighbours():
     assert set(idx[0, 0].tolist()) == {0, 1, 6}
 
 
+
+def test_knn_tree_and_brute_force_agree():
+    torch.manual_seed(0)
+    pos = torch.rand(2, 400, 2, dtype=torch.float64)
+    query = torch.rand(2, 50, 2, dtype=torch.float64)
+    for k, exclude in ((1, False), (7, False), (7, True)):
+        q = pos if exclude else query
+        tree = knn_indices(pos, q, k, exclude_self=exclude, method="tree")
+        brute = knn_indices(pos, q, k, exclude_self=exclude, method="brute")
+        assert tree.dtype == brute.dtype == torch.long
+        torch.testing.assert_close(tree.sort(dim=-1).values, brute.sort(dim=-1).values)
+    # a duplicated point: each copy keeps k neighbours other than itself
+    dup = torch.cat((pos[:, :1], pos), dim=1)
+    idx = knn_indices(dup, dup, 3, exclude_self=True, method="tree")
+    assert bool((idx != torch.arange(401)[None, :, None]).all())
+    assert {0, 1} <= set(idx[0, 0].tolist() + idx[0, 1].tolist())  # the copies see each other
+    with pytest.raises(ValueError, match="method must be"):
+        knn_indices(pos, query, 3, method="ball")
+
 def test_solvers_shapes_backward_no_unused_parameters():
     torch.manual_seed(0)
     u = torch.randn(2, 12, 12)
