@@ -3,12 +3,16 @@
 ``NormalizedModel(model, ...)`` computes ``model((x - mu_x) / sigma_x) * sigma_y + mu_y``, so
 losses are taken on de-normalised outputs (as in the FNO and LSM papers) and a loaded
 checkpoint predicts physical fields directly. The statistics are buffers (saved, moved with
-``.to()``), per grid point (``(C, *grid)``) or per field (``(C, 1, ..., 1)``).
+``.to()``), per grid point (``(C, *grid)``) or per field (``(C, 1, ..., 1)``). Per-point
+statistics are resampled (linear interpolation between nodes spanning the same domain,
+``align_corners=True``) when the input's grid differs from the training grid, so that a
+checkpoint runs at any resolution its model accepts.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["NormalizedModel"]
@@ -44,5 +48,18 @@ class NormalizedModel(nn.Module):
                 for name in ("input_mean", "input_std", "output_mean", "output_std")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.input_mean) / self.input_std
-        return self.model(x) * self.output_std + self.output_mean
+        grid = tuple(x.shape[2:])
+        x = (x - _on_grid(self.input_mean, grid)) / _on_grid(self.input_std, grid)
+        y = self.model(x)
+        grid = tuple(y.shape[2:])
+        return y * _on_grid(self.output_std, grid) + _on_grid(self.output_mean, grid)
+
+
+def _on_grid(stat: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """Per-point statistics ``(C, *train_grid)`` resampled to ``grid`` (nodes spanning the same
+    domain); per-field statistics and matching grids are returned as they are."""
+    own = tuple(stat.shape[1:])
+    if own == grid or len(own) != len(grid) or len(grid) not in (1, 2, 3) or all(s == 1 for s in own):
+        return stat
+    mode = ("linear", "bilinear", "trilinear")[len(grid) - 1]
+    return F.interpolate(stat[None], size=grid, mode=mode, align_corners=True)[0]

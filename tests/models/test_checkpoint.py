@@ -45,3 +45,25 @@ def test_wrong_model_and_non_checkpoints_are_refused(tmp_path):
         pdekit.load(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         pdekit.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_per_point_statistics_follow_the_input_grid(dtype):
+    # nodes spanning the same domain: 9 -> 5 per side keeps every second node exactly
+    torch.manual_seed(2)
+    identity = torch.nn.Identity()
+    for grid, coarse in (((9,), (slice(None, None, 2),)),
+                         ((9, 9), (slice(None, None, 2),) * 2),
+                         ((5, 9, 9), (slice(None),) + (slice(None, None, 2),) * 2)):
+        stats = {"input_mean": torch.rand(2, *grid), "input_std": torch.rand(2, *grid) + 0.5,
+                 "output_mean": torch.rand(2, *grid), "output_std": torch.rand(2, *grid) + 0.5}
+        model = NormalizedModel(identity, **stats).to(dtype)
+        small = tuple(len(range(n)[s]) for n, s in zip(grid, coarse, strict=True))
+        x = torch.randn(3, 2, *small, dtype=dtype)
+        sub = {k: v.to(dtype)[(slice(None), *coarse)] for k, v in stats.items()}
+        expected = (x - sub["input_mean"]) / sub["input_std"] * sub["output_std"] + sub["output_mean"]
+        torch.testing.assert_close(model(x), expected)
+    # per-field statistics broadcast at any grid
+    model = NormalizedModel(identity, torch.zeros(1, 1, 1), torch.full((1, 1, 1), 2.0),
+                            torch.ones(1, 1, 1), torch.ones(1, 1, 1))
+    torch.testing.assert_close(model(torch.full((1, 1, 7, 3), 4.0)), torch.full((1, 1, 7, 3), 3.0))
