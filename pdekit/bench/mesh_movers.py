@@ -180,6 +180,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     movers = [r for r in report.records if r["problem"].startswith("burgers2d") and r["seconds"] is not None]
@@ -204,6 +205,8 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     right.set_xscale("log")
     right.set_xlabel("ms per mesh (k-NN graph)")
     right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.xaxis.set_minor_formatter(NullFormatter())
     return save_figure(fig, path, title=f"pdekit bench mesh-movers ({report.device})")
 
 

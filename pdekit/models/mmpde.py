@@ -41,7 +41,7 @@ def knn_indices(source: torch.Tensor, query: torch.Tensor, k: int, *, exclude_se
     ``exclude_self`` (``query`` is ``source``) drops each point itself. ``method``:
     ``"brute"`` computes all distances by ``torch.cdist`` in chunks of ``chunk`` queries and
     keeps the ``k`` smallest (``topk``); ``"tree"`` queries a k-d tree per batch element
-    (``scipy.spatial.cKDTree``, CPU tensors only); ``"auto"`` takes the tree on the CPU (5-10x
+    (``scipy.spatial.cKDTree``, CPU tensors only); ``"auto"`` takes the tree on the CPU (6-12x
     faster there at MM-PDE's sizes: ``pdekit bench mesh-movers``) and brute force on other
     devices. Equidistant neighbours may be ranked differently by the two.
     """

@@ -31,5 +31,5 @@ def test_shipped_mover_and_solvers():
         with torch.no_grad():
             pred = model(u[:1], torch.tensor([10 / 30]))
         assert pred.shape == (1, 48, 48)
-        # measured on the test set: one-step MSE within 5 % of persistence (CPU budget)
-        assert float((pred[0] - u[1]).square().mean()) < 2 * persistence
+        # on this state: 5.4 % (MM-PDE) and 6.7 % (uniform GNN) of persistence's squared error
+        assert float((pred[0] - u[1]).square().mean()) < 0.2 * persistence

@@ -4,6 +4,7 @@ the Trainer, and the reports `pdekit evaluate` writes."""
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import pytest
 import torch
@@ -88,6 +89,12 @@ def test_next_step_task_trains_and_reports(burgers_tiny, tmp_path):
         trainer = Trainer(model, train, test, task=task, epochs=1, batch_size=4, amp=False,
                           normalization="none", optimizer="adamw", progress=False)
         trainer.fit()
-        m = task.report(trainer.model, test)["metrics"]
+        report = task.report(trainer.model, test)
+        m = report["metrics"]
         assert m["trajectories"] == 2 and m["rollout_steps"] == 3
         assert m["one_step_mse"] > 0 and m["relative_l2"] > 0
+        per_trajectory = torch.tensor(report["relative_l2_per_trajectory"])
+        assert len(per_trajectory) == 2
+        torch.testing.assert_close(float(per_trajectory.mean()), m["relative_l2"])
+        torch.testing.assert_close(statistics.median(report["relative_l2_per_trajectory"]),
+                                   m["relative_l2_median"])
