@@ -85,6 +85,10 @@ class TrainingSettings:
         ``DataLoader`` worker processes when not preloaded.
     ema_decay : float
         Decay of the exponential moving average of the weights (0: none).
+    compile : bool
+        Run the training steps through ``torch.compile`` (the model's forward and backward;
+        evaluation and checkpoints use the plain module, which shares its weights). Worth it
+        for long runs on a GPU; the first steps pay the compilation.
     """
 
     epochs: int = 100
@@ -105,6 +109,7 @@ class TrainingSettings:
     preload: bool = True
     num_workers: int = 0
     ema_decay: float = 0.0
+    compile: bool = False
 
     def __post_init__(self):
         checks = [
@@ -180,6 +185,8 @@ class Trainer:
                              if test is not None else None)
         self.model = self.task.wrap_model(model, self.train_batches, train, s).to(self.device)
         self.parallel = distributed.wrap(self.model, self.device) if self.world > 1 else self.model
+        if s.compile:
+            self.parallel = torch.compile(self.parallel)
         self.optimizer = self._make_optimizer()
         self.steps_per_epoch = max(1, math.ceil(len(self.train_batches) / s.batch_size))
         self.scheduler = self._make_scheduler()

@@ -73,3 +73,18 @@ def test_bad_settings_and_missing_resume_are_refused(tmp_path):
         _trainer(tmp_path, epochs=2, resume=True)
     with pytest.raises(KeyError, match="field 'v' is not in the dataset"):
         Trainer(_model(), AntiderivativeData(8, 0), inputs=["v"], outputs=["s"], progress=False)
+
+
+@pytest.mark.slow
+def test_compiled_training_steps_match_the_plain_ones(tmp_path):
+    # torch.compile (inductor; on the CPU it builds C++) reorders floating-point work only
+    plain = _trainer(tmp_path / "plain", epochs=3, normalization="none")
+    compiled = _trainer(tmp_path / "compiled", epochs=3, normalization="none", compile=True)
+    assert compiled.parallel is not compiled.model
+    a, b = plain.fit(), compiled.fit()
+    for x, y in zip(a, b, strict=True):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)
+    for (name, p), q in zip(plain.model.state_dict().items(), compiled.model.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+    assert list(pdekit.load(tmp_path / "compiled" / "last.pt").state_dict()) == list(plain.model.state_dict())
