@@ -7,6 +7,7 @@ gloo on the CPU) and the Trainer wraps the model in ``DistributedDataParallel``.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -27,7 +28,15 @@ def setup(device: str | torch.device) -> tuple[int, int]:
     if not dist.is_initialized():
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         dist.init_process_group(backend)
+        # leave the group before the interpreter tears down: a group left to the exit
+        # handlers can abort its process ("terminate called without an active exception")
+        atexit.register(_leave)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_device(device: str | torch.device) -> torch.device:
