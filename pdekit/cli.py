@@ -122,7 +122,7 @@ def _cmd_bench(args) -> int:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
         options["problems"] = args.problems.split(",")
-    for name in ("sequence", "instances", "seeds"):  # benchmark-specific options, when given
+    for name in ("sequence", "instances", "seeds", "checkpoint"):  # benchmark-specific options, when given
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
@@ -337,8 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="tiny problems (a smoke run)")
     bench.add_argument("--sequence", default=None, help="sor-bandit: the sequence (shifted, heat)")
     bench.add_argument("--instances", type=int, default=None,
-                       help="sor-bandit: number of systems in the sequence")
+                       help="sor-bandit, dcdm: number of systems in the sequence")
     bench.add_argument("--seeds", type=int, default=None, help="number of seeds to average over")
+    bench.add_argument("--checkpoint", default=None,
+                       help="dcdm, mesh-movers: the network to benchmark (default: the shipped one)")
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser(

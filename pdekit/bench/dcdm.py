@@ -9,9 +9,12 @@ solid fraction steps from 0 to ``max_fraction``, and a Gaussian-random-field sou
 * ``pdekit-cg``, ``pdekit-pcg-ichol0``, ``pdekit-pcg-multigrid`` (ours; the preconditioners are
   set up again for every system, as they must be when the obstacles change),
 * ``pyamg-rs-pcg`` (PyAMG's Ruge-Stuben AMG as CG's preconditioner, set up per system),
-* ``pdekit-dcdm`` (the shipped network in :func:`pdekit.linalg.dcdm`, depth 2; no set-up:
+* ``pdekit-dcdm`` (a network in :func:`pdekit.linalg.dcdm`, depth 2; no set-up:
   the same network serves every system) and ``pdekit-fcg-dcdm`` (the network as ``M`` in
   flexible CG).
+
+The network is ``checkpoint``, or by default the shipped one of the problem's dimension
+(``solvers/checkpoints/dcdm-poisson3d-64.pt``, ``dcdm-poisson2d.pt`` for ``poisson2d-N``).
 
 Each method runs once to ``rtol`` (default 1e-6); from its residual history come the iterations
 to 1e-4 and to ``rtol``. ``seconds`` is the measured solve time to ``rtol``; ``seconds_1e-4``
@@ -22,6 +25,7 @@ included) on the first size's median system, and iterations to 1e-4 against the 
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -38,7 +42,8 @@ from pdekit.models import LearnedPreconditioner, load_model
 __all__ = ["plot", "run", "summary_table"]
 
 BC = (("dirichlet", "neumann"), "neumann", "neumann")
-CHECKPOINT = Path(__file__).resolve().parents[2] / "solvers" / "checkpoints" / "dcdm-poisson3d-64.pt"
+CHECKPOINTS = {dim: Path(__file__).resolve().parents[2] / "solvers" / "checkpoints" / name
+               for dim, name in ((2, "dcdm-poisson2d.pt"), (3, "dcdm-poisson3d-64.pt"))}
 _PROBLEM = re.compile(r"poisson(2|3)d-(\d+)$")
 
 
@@ -113,24 +118,32 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
             ["poisson3d-64", "poisson3d-128", "poisson3d-256"] if device.type == "cuda" else ["poisson3d-64"])
     instances = instances or (2 if quick else 5)
     flexible = device.type == "cuda" if flexible is None else flexible
-    path = Path(checkpoint) if checkpoint is not None else CHECKPOINT
-    learned = (LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device))
-               if path.is_file() else None)
-    if learned is None:
-        echo(f"bench dcdm: no checkpoint at {path}; the learned methods are skipped")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise ValueError(f"bench dcdm: `checkpoint` {str(checkpoint)!r} is not a file")
+    networks: dict[Path, LearnedPreconditioner] = {}
     report = BenchmarkReport("dcdm", describe_device(device))
     for name in problems:
         match = _PROBLEM.match(name)
         if match is None:
             raise ValueError(f"bench dcdm: unknown problem {name!r}; use poisson3d-N or poisson2d-N")
         dim, size = int(match.group(1)), int(match.group(2))
-        if learned is not None and learned.net.dim != dim:
-            raise ValueError(f"bench dcdm: the checkpoint is a {learned.net.dim}D network; problem {name!r}")
+        path = Path(checkpoint) if checkpoint is not None else CHECKPOINTS[dim]
+        learned = None
+        if path.is_file():
+            if path not in networks:
+                networks[path] = LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device))
+            learned = networks[path]
+            if learned.net.dim != dim:
+                raise ValueError(f"bench dcdm: the checkpoint is a {learned.net.dim}D network; "
+                                 f"problem {name!r}")
+        else:
+            echo(f"bench dcdm: no checkpoint at {path}; the learned methods are skipped")
         fractions = np.linspace(0.0, max_fraction, instances)
         for k, fraction in enumerate(fractions):
             A, b, solid = make_system(size, dim, float(fraction), seed=1000 + k, device=device)
             actual = 0.0 if solid is None else float(solid.mean())
-            common = dict(system=k, solid_fraction=actual, n=A.n, device=str(device), rtol=rtol)
+            common = dict(system=k, solid_fraction=actual, n=A.n, device=str(device), rtol=rtol,
+                          network=path.name if learned is not None else None)
             for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible):
                 state, setup = _timed(device, lambda: setup_fn(A))  # noqa: B023
                 result, seconds = _timed(device, lambda: solve_fn(A, b, state))  # noqa: B023
@@ -173,26 +186,31 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     first = records[0]["problem"]
     systems = sorted({r["system"] for r in records if r["problem"] == first})
     median = systems[len(systems) // 2]
+    methods = list(dict.fromkeys(r["method"] for r in records))  # one colour per method, all panels
+    problems = list(dict.fromkeys(r["problem"] for r in records))  # one line style per problem
+    color = {method: f"C{i % 10}" for i, method in enumerate(methods)}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for r in records:
         if r["problem"] != first or r["system"] != median:
             continue
         history = np.asarray(r["residual_history"])
         steps = np.arange(len(history))
-        axes[0].semilogy(steps, history, label=r["method"])
+        axes[0].semilogy(steps, history, color=color[r["method"]], label=r["method"])
         per = r["seconds"] / max(r["iterations"], 1)
-        axes[1].semilogy(r["setup_seconds"] + per * steps, history, label=r["method"])
+        axes[1].semilogy(r["setup_seconds"] + per * steps, history, color=color[r["method"]],
+                         label=r["method"])
     axes[0].set(xlabel="iteration", ylabel="relative residual",
                 title=f"{first}, system {median}: residual vs iteration")
     axes[1].set(xlabel="seconds (set-up included)", ylabel="relative residual", title="residual vs time")
     axes[1].set_xscale("log")
-    for (problem, method), style in zip(sorted({(r["problem"], r["method"]) for r in records}),
-                                        _styles(), strict=False):
+    for (p, problem), method in itertools.product(enumerate(problems), methods):
         rows = sorted((r for r in records if r["problem"] == problem and r["method"] == method),
                       key=lambda r: r["solid_fraction"])
+        if not rows:
+            continue
         axes[2].plot([100 * r["solid_fraction"] for r in rows],
                      [r["iterations_1e4"] if r["iterations_1e4"] is not None else np.nan for r in rows],
-                     style, label=f"{problem} {method}")
+                     ("o-", "s--", "^:")[p % 3], color=color[method], label=f"{problem} {method}")
     axes[2].set(xlabel="solid cells [%]", ylabel="iterations to 1e-4", yscale="log",
                 title="iterations vs obstacle fraction")
     for ax in axes:
@@ -201,7 +219,3 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     axes[2].legend(fontsize=6)
     return save_figure(fig, path, title=f"pdekit bench dcdm on {report.device} ({report.date[:10]})")
 
-
-def _styles():
-    for marker in ("o-", "s--", "^:"):
-        yield from (marker,) * 6

@@ -58,6 +58,12 @@ class DCDMNet(nn.Module):
         Feature channels (16 in the paper).
     blocks : (int, int, int)
         Residual pairs before the pool, at half resolution, after the upsampling.
+    mask_input : bool
+        Also feed the fluid indicator (1 on fluid cells, 0 on solid) as a second input channel,
+        so the network sees the domain as well as the residual (as the domain image input of
+        Lan et al., "Neural preconditioned Poisson solver for mixed boundary conditions", ICML
+        2024). False: the paper's one-channel network, which sees obstacles only as zeros of
+        ``r``.
 
     Shapes:
         ``forward(r, solid)``: ``r`` ``(B, *grid)``, ``solid`` ``(B, *grid)`` or ``grid``
@@ -65,7 +71,8 @@ class DCDMNet(nn.Module):
         size, odd ones included.
     """
 
-    def __init__(self, dim: int = 3, channels: int = 16, blocks: Sequence[int] = (2, 3, 2)):
+    def __init__(self, dim: int = 3, channels: int = 16, blocks: Sequence[int] = (2, 3, 2),
+                 mask_input: bool = False):
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"DCDMNet: `dim` must be 2 or 3, got {dim}")
@@ -74,7 +81,8 @@ class DCDMNet(nn.Module):
             raise ValueError(f"DCDMNet: `blocks` must be three non-negative integers, got {blocks}")
         conv = nn.Conv3d if dim == 3 else nn.Conv2d
         self.dim = dim
-        self.lift = conv(1, channels, 3, padding=1)
+        self.mask_input = bool(mask_input)
+        self.lift = conv(2 if self.mask_input else 1, channels, 3, padding=1)
         self.fine = nn.Sequential(*[_ResidualPair(conv, channels) for _ in range(blocks[0])])
         self.coarse = nn.Sequential(*[_ResidualPair(conv, channels) for _ in range(blocks[1])])
         self.after = nn.Sequential(*[_ResidualPair(conv, channels) for _ in range(blocks[2])])
@@ -84,10 +92,13 @@ class DCDMNet(nn.Module):
         if r.ndim != self.dim + 1:
             raise ValueError(f"DCDMNet: `r` must be (batch, *grid) with {self.dim} grid axes, "
                              f"got shape {tuple(r.shape)}")
-        fluid = None if solid is None else (~solid.bool()).to(r.dtype)
+        fluid = None if solid is None else (~solid.bool()).to(r.dtype).expand(r.shape)
         if fluid is not None:
             r = r * fluid
-        h = F.relu(self.lift(r.unsqueeze(1)))
+        h = r.unsqueeze(1)
+        if self.mask_input:
+            h = torch.cat([h, (torch.ones_like(r) if fluid is None else fluid).unsqueeze(1)], dim=1)
+        h = F.relu(self.lift(h))
         h = self.fine(h)
         pool = F.avg_pool3d if self.dim == 3 else F.avg_pool2d
         coarse = self.coarse(pool(h, 2, ceil_mode=True))

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from pdekit.bench import run_benchmark
 
 
@@ -17,3 +19,19 @@ def test_bench_dcdm_quick_records_every_method(tmp_path):
         assert by[system, "pdekit-dcdm"]["iterations"] < by[system, "pdekit-cg"]["iterations"]
     data = json.loads((tmp_path / "dcdm.json").read_text())
     assert data["benchmark"] == "dcdm" and (tmp_path / "dcdm.png").is_file()
+
+
+def test_bench_dcdm_picks_the_shipped_2d_network_for_2d_problems(tmp_path):
+    report = run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, json_path=None,
+                           echo=lambda *_: None)
+    learned = [r for r in report.records if r["method"] == "pdekit-dcdm"]
+    assert learned and all(r["network"] == "dcdm-poisson2d.pt" for r in learned)
+    by = {r["method"]: r for r in report.records}
+    assert by["pdekit-dcdm"]["converged"]
+    assert by["pdekit-dcdm"]["iterations"] < by["pdekit-cg"]["iterations"]
+
+
+def test_bench_dcdm_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint"):
+        run_benchmark("dcdm", problems=["poisson2d-16"], instances=1,
+                      checkpoint=tmp_path / "missing.pt", echo=lambda *_: None)

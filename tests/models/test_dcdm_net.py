@@ -36,6 +36,29 @@ def test_shapes_on_odd_grids_and_solid_cells_stay_zero(shape):
     assert DCDMNet(dim=2, channels=4)(torch.randn(3, 13, 10)).shape == (3, 13, 10)
 
 
+def test_mask_input_lets_the_network_see_the_domain(dtype):
+    torch.manual_seed(2)
+    plain, seeing = DCDMNet(dim=2, channels=4), DCDMNet(dim=2, channels=4, mask_input=True)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(seeing) - count(plain) == 4 * 9  # one more input channel of the 3x3 lift
+    seeing = seeing.to(dtype)
+    r = torch.randn(2, 12, 10, dtype=dtype)
+    solid = torch.zeros(2, 12, 10, dtype=torch.bool)
+    solid[:, 5:8, 0:3] = True
+    r[solid] = 0
+    out = seeing(r, solid)
+    assert out.shape == r.shape and out.dtype == dtype and torch.all(out[solid] == 0)
+    # the same residual (zero on the obstacle) near a solid block and near fluid cells:
+    # the one-channel network cannot tell them apart, the mask-input one can
+    plain = plain.to(dtype)
+    torch.testing.assert_close(plain(r, solid)[~solid], plain(r)[~solid])
+    assert not torch.allclose(seeing(r, solid)[~solid], seeing(r)[~solid])
+    # a grid-shaped mask serves the whole batch
+    torch.testing.assert_close(seeing(r, solid[0]), out)
+    seeing(r, solid).square().mean().backward()
+    assert [n for n, p in seeing.named_parameters() if p.grad is None] == []
+
+
 def test_backward_reaches_every_parameter_in_float32_and_float64(dtype):
     torch.manual_seed(1)
     net = DCDMNet(dim=2, channels=4, blocks=(1, 2, 1)).to(dtype)
@@ -82,3 +105,37 @@ def test_ritz_values_match_eigsh_and_samples_are_unit_and_reproducible():
     # the boost leans the samples towards the low end of the spectrum
     coefficients = V @ one["b"].reshape(-1)
     assert np.abs(coefficients[:boosted]).mean() > 3 * np.abs(coefficients[boosted:]).mean()
+
+
+def test_ritz_layouts_give_each_sample_its_own_matrix_and_unseen_test_layouts():
+    params = RitzVectorParameters(shape=(16, 16), bc=(("dirichlet", "neumann"), "neumann"),
+                                  obstacle_fraction=[0.1, 0.3], layouts=3, lanczos_steps=60, theta=5)
+    problem = RitzVectorProblem()
+    layouts = [training_operator(params, j)[1].tobytes() for j in range(3)]
+    masks = set(layouts)
+    assert len(masks) == 3  # three different layouts, each with solid cells
+    fractions = [training_operator(params, j)[1].mean() for j in range(3)]
+    assert all(0.03 < f < 0.5 for f in fractions)
+    seen = set()
+    for seed in range(12):
+        fields, _ = problem.sample(params, None, np.random.default_rng(seed))
+        solid = fields["solid"].astype(bool)
+        assert solid.tobytes() in masks
+        seen.add(solid.tobytes())
+        # b is a combination of that layout's own Ritz vectors
+        vectors, _ = ritz_basis(params, layouts.index(solid.tobytes()))
+        b = torch.as_tensor(fields["b"].reshape(-1))
+        residual = b - vectors.T @ (vectors @ b)
+        assert float(torch.linalg.vector_norm(residual)) < 1e-8
+        assert np.all(fields["b"][solid] == 0)
+    assert len(seen) > 1
+    test = problem.for_split(params, "test")
+    assert test != params and problem.for_split(params, "train") is params
+    assert not {training_operator(test, j)[1].tobytes() for j in range(3)} & masks
+    # one matrix: the split changes nothing (train and test vectors share the paper's matrix)
+    single = RitzVectorParameters(shape=(16, 16), bc=(("dirichlet", "neumann"), "neumann"), lanczos_steps=60)
+    assert problem.for_split(single, "test") is single
+    with pytest.raises(ValueError, match="layouts"):
+        RitzVectorParameters(shape=(16, 16), bc="dirichlet", lanczos_steps=60, obstacle_fraction=[0.1, 0.3])
+    with pytest.raises(ValueError, match="layout"):
+        training_operator(params, 3)

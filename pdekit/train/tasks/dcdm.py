@@ -98,7 +98,7 @@ class DCDMTask(Task):
         mask_key = None if solid is None else hash(solid.cpu().numpy().tobytes())
         key = (tuple(shape), mask_key, str(device), dtype)
         if key not in self._operators:
-            if len(self._operators) > 16:
+            if len(self._operators) > 64:
                 self._operators.clear()
             bc = _bc(self._params["bc"]) if self._params else "dirichlet"
             mask = None if solid is None or not bool(solid.any()) else solid.cpu().numpy()
