@@ -1,5 +1,6 @@
 """The DCDM iteration (pdekit.linalg.dcdm): exact inverse, A-norm monotonicity with any
-network, agreement with PCG for a linear SPD preconditioner, batches, and argument checks."""
+network, agreement with PCG for a linear SPD preconditioner, the steepest-descent restart on a
+stalling direction, batches, and argument checks."""
 
 import numpy as np
 import pytest
@@ -66,6 +67,26 @@ def test_with_a_linear_spd_preconditioner_it_matches_pcg(make_M):
     torch.testing.assert_close(ours.x, pcg.x, rtol=1e-6, atol=1e-9)
 
 
+def _skew(A):
+    """A "network" whose directions are orthogonal to every residual: v -> J v, J skew-symmetric."""
+    return aslinearoperator(lambda v: v.roll(-1, 0) - v.roll(1, 0), shape=A.shape, dtype=A.dtype,
+                            device=A.device)
+
+
+def test_a_direction_orthogonal_to_the_residual_stalls_without_the_restart(dtype, device):
+    A, b = _system(dtype=dtype, device=device)
+    stalled = dcdm(A, b, _skew(A), rtol=1e-4, maxiter=30, descent_tol=0)
+    assert stalled.status is SolveStatus.MAXITER
+    norms = stalled.residual_norms  # steps of zero length (float32 rounding: of 1e-7 relative)
+    assert float(norms.min()) > 0.99 * float(norms[0]), (norms[0], norms.min())
+    # with the restart every step is the A-orthogonalised residual: conjugate gradients
+    result = dcdm(A, b, _skew(A), rtol=1e-4)
+    reference = cg(A, b, rtol=1e-4)
+    assert result.status is SolveStatus.CONVERGED, result.message
+    assert f"{result.iterations} steepest-descent restart" in result.info
+    assert abs(result.iterations - reference.iterations) <= 3, (result.iterations, reference.iterations)
+
+
 def test_batched_members_stop_on_their_own_and_solve_their_systems():
     A, b = _system((16, 16))
     batch = torch.stack([b, 2 * b.flip(0), torch.zeros_like(b)])
@@ -108,3 +129,5 @@ def test_argument_errors_name_the_argument():
         dcdm(A, b, None)
     with pytest.raises(ValueError, match="`rtol`"):
         dcdm(A, b, jacobi(A), rtol=-1.0)
+    with pytest.raises(ValueError, match="`descent_tol`"):
+        dcdm(A, b, jacobi(A), descent_tol=-0.5)
