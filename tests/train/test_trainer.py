@@ -47,6 +47,19 @@ def test_checkpoints_rebuild_the_model_with_no_code(tmp_path):
     assert best.metadata["metrics"]["test_relative_l2"] == pytest.approx(trainer.best)
 
 
+def test_cpu_training_flushes_subnormals_and_restores_the_setting(tmp_path):
+    def subnormal_survives():
+        return float(torch.full((1,), 1e-39) * 1.0) != 0.0
+
+    trainer = _trainer(tmp_path, epochs=2)
+    seen = []
+    trainer.model.register_forward_hook(lambda *_: seen.append(subnormal_survives()))
+    assert subnormal_survives()
+    trainer.fit()
+    assert seen and not any(seen)  # flushed in every training and test forward pass
+    assert subnormal_survives()  # and put back afterwards
+
+
 def test_resume_after_a_stop_gives_the_same_final_weights(tmp_path):
     straight = _trainer(tmp_path / "a", epochs=6, scheduler="step", step_size=2, gamma=0.5)
     straight.fit()
