@@ -8,11 +8,11 @@ kill, bf16 autocast on CUDA, gradient clipping, an exponential moving average of
 and data-parallel training under ``torchrun`` (DDP; gloo on the CPU, NCCL on CUDA).
 
 On the CPU, :meth:`Trainer.fit` flushes subnormal floats to zero while it runs
-(:func:`torch.set_flush_denormal`): late in long runs weights, gradients and Adam's moments
-drift into the subnormal range (below 1.2e-38 in float32), where x86 arithmetic is many
-times slower. A 100-epoch Latent Spectral Model run on Darcy (one thread) slowed from 72 to
-180 s per epoch between epochs 38 and 50; resumed with flushing, the same state trained at 76 s
-per epoch.
+(:func:`torch.set_flush_denormal`): late in long runs some of the training state (weights,
+gradients, the optimiser's moments; which ones was not pinned down) can drift into the
+subnormal range (below 1.2e-38 in float32), where x86 arithmetic is many times slower. A
+100-epoch Latent Spectral Model run on Darcy (one thread) slowed from 72 to 180 s per epoch
+between epochs 38 and 50; resumed with flushing, the same state trained at 76 s per epoch.
 """
 
 from __future__ import annotations
