@@ -66,6 +66,35 @@ def test_backward_reaches_every_parameter_in_float32_and_float64(dtype):
     assert [n for n, p in net.named_parameters() if p.grad is None] == []
 
 
+def test_levels_nest_the_pattern_and_one_level_is_the_papers_network(dtype):
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    pair = 2 * (16 * 16 * 27 + 16)  # two 3x3x3 convolutions, 16 -> 16 channels, with biases
+    # each extra level: blocks[0] pairs before its pool and blocks[2] after its upsampling
+    assert count(DCDMNet(dim=3, levels=3)) == 97_457 + 2 * (2 + 2) * pair
+    # levels=1 has exactly the paper's parameters, so its checkpoints load unchanged
+    assert DCDMNet(dim=3).state_dict().keys() == DCDMNet(dim=3, levels=1).state_dict().keys()
+    torch.manual_seed(3)
+    net = DCDMNet(dim=2, channels=4, blocks=(1, 1, 1), levels=3).to(dtype)
+    for shape in [(13, 10), (8, 8), (5, 3)]:  # odd sizes, and grids smaller than 2**levels
+        r = torch.randn(2, *shape, dtype=dtype)
+        solid = torch.rand(*shape) < 0.2
+        out = net(r, solid)
+        assert out.shape == r.shape and out.dtype == dtype and torch.all(out[:, solid] == 0)
+    # the coarsest level reaches across the grid: a residual in one corner moves the far corner,
+    # which the one-level network's receptive field does not reach
+    shallow = DCDMNet(dim=2, channels=4, blocks=(1, 1, 1), levels=1).to(dtype)
+    r = torch.zeros(1, 24, 24, dtype=dtype)
+    r[0, 0, 0] = 1.0
+    with torch.no_grad():
+        far = lambda m: float((m(r) - m(torch.zeros_like(r)))[0, -3:, -3:].abs().max())  # noqa: E731
+        assert far(shallow) == 0.0 and far(net) > 0.0
+    net(torch.randn(2, 12, 10, dtype=dtype)).square().mean().backward()
+    assert [n for n, p in net.named_parameters() if p.grad is None] == []
+    for bad in (0, 1.5, -2):
+        with pytest.raises(ValueError, match="`levels`"):
+            DCDMNet(dim=2, levels=bad)
+
+
 def test_loss_is_invariant_to_the_scale_of_the_output(dtype):
     A = poisson.operator((12, 10), bc="dirichlet", dtype=dtype)
     g = torch.Generator().manual_seed(0)
