@@ -122,7 +122,7 @@ def _cmd_bench(args) -> int:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
         options["problems"] = args.problems.split(",")
-    for name in ("sequence", "instances", "seeds", "checkpoint"):  # benchmark-specific options, when given
+    for name in ("sequence", "instances", "seeds", "checkpoint", "depth"):  # benchmark-specific, when given
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=None, help="number of seeds to average over")
     bench.add_argument("--checkpoint", default=None,
                        help="dcdm, mesh-movers: the network to benchmark (default: the shipped one)")
+    bench.add_argument("--depth", type=int, default=None,
+                       help="dcdm: directions each DCDM direction is A-orthogonalised against "
+                            "(default 2, the paper's)")
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser(

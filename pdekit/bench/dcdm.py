@@ -9,7 +9,8 @@ solid fraction steps from 0 to ``max_fraction``, and a Gaussian-random-field sou
 * ``pdekit-cg``, ``pdekit-pcg-ichol0``, ``pdekit-pcg-multigrid`` (ours; the preconditioners are
   set up again for every system, as they must be when the obstacles change),
 * ``pyamg-rs-pcg`` (PyAMG's Ruge-Stuben AMG as CG's preconditioner, set up per system),
-* ``pdekit-dcdm`` (a network in :func:`pdekit.linalg.dcdm`, depth 2; no set-up:
+* ``pdekit-dcdm`` (a network in :func:`pdekit.linalg.dcdm`, ``depth`` 2 by default, the
+  paper's; no set-up:
   the same network serves every system) and ``pdekit-fcg-dcdm`` (the network as ``M`` in
   flexible CG).
 
@@ -73,7 +74,7 @@ def _timed(device, fn):
     return out, time.perf_counter() - started
 
 
-def _solvers(learned, rtol: float, maxiter: int, flexible: bool):
+def _solvers(learned, rtol: float, maxiter: int, flexible: bool, depth: int):
     """(method, set-up, solve) triples; set-up returns the state solve needs."""
     out = [
         ("pdekit-cg", lambda A: None, lambda A, b, _: cg(A, b, rtol=rtol, maxiter=maxiter)),
@@ -82,7 +83,7 @@ def _solvers(learned, rtol: float, maxiter: int, flexible: bool):
     ]
     if learned is not None:
         out.append(("pdekit-dcdm", lambda A: learned.bind(A),
-                    lambda A, b, M: dcdm(A, b, M, rtol=rtol, depth=2, maxiter=maxiter)))
+                    lambda A, b, M: dcdm(A, b, M, rtol=rtol, depth=depth, maxiter=maxiter)))
         if flexible:
             out.append(("pdekit-fcg-dcdm", lambda A: learned.bind(A),
                         lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter)))
@@ -110,9 +111,12 @@ def _pyamg_record(A, b, rtol: float, maxiter: int):
 def run(device: torch.device, *, echo=print, problems=None, instances: int | None = None,
         rtol: float = 1e-6, quick: bool = False, max_fraction: float = 0.3,
         checkpoint: str | Path | None = None, flexible: bool | None = None,
-        maxiter: int = 3000, **_) -> BenchmarkReport:
-    """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems."""
+        maxiter: int = 3000, depth: int = 2, **_) -> BenchmarkReport:
+    """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems; ``depth``:
+    DCDM's orthogonalisation depth."""
     device = torch.device(device)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ValueError(f"bench dcdm: `depth` must be a non-negative integer, got {depth!r}")
     if problems is None:
         problems = ["poisson3d-16"] if quick else (
             ["poisson3d-64", "poisson3d-128", "poisson3d-256"] if device.type == "cuda" else ["poisson3d-64"])
@@ -143,8 +147,8 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
             A, b, solid = make_system(size, dim, float(fraction), seed=1000 + k, device=device)
             actual = 0.0 if solid is None else float(solid.mean())
             common = dict(system=k, solid_fraction=actual, n=A.n, device=str(device), rtol=rtol,
-                          network=path.name if learned is not None else None)
-            for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible):
+                          network=path.name if learned is not None else None, depth=depth)
+            for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible, depth):
                 state, setup = _timed(device, lambda: setup_fn(A))  # noqa: B023
                 result, seconds = _timed(device, lambda: solve_fn(A, b, state))  # noqa: B023
                 norms = result.residual_norms.double().numpy()

@@ -35,3 +35,18 @@ def test_bench_dcdm_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="checkpoint"):
         run_benchmark("dcdm", problems=["poisson2d-16"], instances=1,
                       checkpoint=tmp_path / "missing.pt", echo=lambda *_: None)
+
+
+def test_bench_dcdm_depth_is_recorded_and_deeper_orthogonalisation_saves_iterations():
+    runs = {depth: run_benchmark("dcdm", problems=["poisson2d-48"], instances=2, depth=depth, json_path=None,
+                                 echo=lambda *_: None)
+            for depth in (2, 20)}
+    for depth, report in runs.items():
+        assert {r["depth"] for r in report.records} == {depth}
+    learned = {depth: [r["iterations_1e4"] for r in report.records if r["method"] == "pdekit-dcdm"]
+               for depth, report in runs.items()}
+    # the A-orthogonalisation against 20 directions rather than 2 (no obstacle, 30% solid)
+    assert all(deep <= shallow for deep, shallow in zip(learned[20], learned[2], strict=True))
+    assert sum(learned[20]) < sum(learned[2])
+    with pytest.raises(ValueError, match="`depth`"):
+        run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, depth=-1, echo=lambda *_: None)
