@@ -5,7 +5,12 @@ MultiONet) on the same in-memory data (random fields ``(N, 1, n, n)``), with the
 optimiser, relative-L2 loss, batch size and sample order, for the same number of epochs. The
 bare loop is the few lines a user would write; the Trainer adds its bookkeeping (loss
 accumulation, metrics, RNG-derived order, scheduler hooks). Reported: samples per second of
-each and the Trainer's overhead ``1 - ours / bare`` (no test set, nothing written to disk).
+each and the Trainer's overhead ``1 - ours / bare`` (no test set, nothing written to disk), and
+on CUDA the peak device memory of each run.
+
+``--problems lsm`` (not in the default set: heavy on a CPU) trains the Latent Spectral Model
+with the paper's Darcy configuration as ``solvers/lsm-darcy.toml`` gives it (width 64, batch 20,
+85 x 85; Wu et al. 2023): the training throughput and memory a user gets from that recipe.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import torch
 
 from pdekit.bench.record import BenchmarkReport, describe_device, format_table, save_figure, synchronize
 from pdekit.models import DeepONet, MultiONet
+from pdekit.models.registry import build_model
 from pdekit.train import Trainer
 from pdekit.train.batches import epoch_permutation
 from pdekit.train.metrics import relative_l2
 
 __all__ = ["run"]
+
+PROBLEMS = ("deeponet-cnn", "multionet", "lsm")
+LSM_RECIPE = Path(__file__).resolve().parents[2] / "solvers" / "lsm-darcy.toml"
 
 
 class _Fields(torch.utils.data.Dataset):
@@ -36,8 +45,15 @@ class _Fields(torch.utils.data.Dataset):
         return {"a": self.x[i, 0], "u": self.y[i, 0]}
 
 
-def _model(name: str, n: int) -> torch.nn.Module:
+def _model(name: str, n: int, quick: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
+    if name == "lsm":  # the recipe's model; a narrow one for a smoke run
+        from pdekit.train.recipe import load_train_recipe
+
+        arguments = dict(load_train_recipe(LSM_RECIPE).arguments)
+        if quick:
+            arguments.update(width=8, patch_size=3)
+        return build_model("lsm", **arguments)
     if name == "deeponet-cnn":
         return DeepONet([128, 128], [2, 128, 128], branch_type="cnn", grid_shape=(n, n))
     return MultiONet(n * n, 2, [128, 128, 128])
@@ -74,15 +90,16 @@ def run(
     Parameters
     ----------
     problems : list of str, optional
-        Models: ``deeponet-cnn`` (Darcy DeepONet) and/or ``multionet``.
+        Models: ``deeponet-cnn`` (Darcy DeepONet), ``multionet`` (the default two) and ``lsm``
+        (the paper-configuration Latent Spectral Model of ``solvers/lsm-darcy.toml``).
     quick : bool
         A small grid and few epochs (a smoke run).
     """
     device = torch.device(device)
     problems = problems or ["deeponet-cnn", "multionet"]
-    unknown = [p for p in problems if p not in ("deeponet-cnn", "multionet")]
+    unknown = [p for p in problems if p not in PROBLEMS]
     if unknown:
-        raise ValueError(f"bench train: unknown problem {unknown[0]!r}; available: deeponet-cnn, multionet")
+        raise ValueError(f"bench train: unknown problem {unknown[0]!r}; available: {', '.join(PROBLEMS)}")
     n, count, epochs, batch = (29, 64, 2, 16) if quick else (85, 400, 3, 20)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(count, 1, n, n, generator=g)
@@ -91,25 +108,43 @@ def run(
     echo(f"device: {report.device}; {count} samples of {n}x{n}, batch {batch}, {epochs} epochs")
     for name in problems:
         for method in ("bare-pytorch-loop", "pdekit-trainer", "bare-pytorch-loop", "pdekit-trainer"):
-            model = _model(name, n).to(device)
+            model = _model(name, n, quick).to(device)
             if method == "bare-pytorch-loop":
                 _bare_loop(model, x, y, 1, batch, device)  # warm-up
-                seconds = _bare_loop(_model(name, n).to(device), x, y, epochs, batch, device)
+                del model
+                _reset_peak_memory(device)
+                seconds = _bare_loop(_model(name, n, quick).to(device), x, y, epochs, batch, device)
             else:
                 trainer = Trainer(model, _Fields(x, y), epochs=epochs, batch_size=batch, normalization="none",
                                   device=device, progress=False, amp=False)
                 trainer.train_epoch(0)  # warm-up
-                trainer = Trainer(_model(name, n), _Fields(x, y), epochs=epochs, batch_size=batch,
+                del trainer, model
+                _reset_peak_memory(device)
+                trainer = Trainer(_model(name, n, quick), _Fields(x, y), epochs=epochs, batch_size=batch,
                                   normalization="none", device=device, progress=False, amp=False)
                 synchronize(device)
                 started = time.perf_counter()
                 trainer.fit()
                 synchronize(device)
                 seconds = time.perf_counter() - started
-            report.add(f"{name}-{n}", method, seconds=seconds, samples_per_second=epochs * count / seconds)
-            echo(f"[{name}] {method}: {epochs * count / seconds:.1f} samples/s")
+            memory = _peak_memory_mib(device)
+            report.add(f"{name}-{n}", method, seconds=seconds, samples_per_second=epochs * count / seconds,
+                       batch_size=batch, peak_memory_mib=memory)
+            echo(f"[{name}] {method}: {epochs * count / seconds:.1f} samples/s"
+                 + ("" if memory is None else f", peak memory {memory:.0f} MiB"))
     _summarise(report)
     return report
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_mib(device: torch.device) -> float | None:
+    """Peak CUDA memory allocated since the last reset, in MiB (None off CUDA)."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
 def _summarise(report: BenchmarkReport) -> None:
@@ -147,4 +182,5 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
 
 def summary_table(report: BenchmarkReport) -> str:
     """Samples per second and the Trainer's overhead against the bare loop."""
-    return format_table(report.records, ["problem", "method", "seconds", "samples_per_second", "overhead"])
+    return format_table(report.records, ["problem", "method", "seconds", "samples_per_second", "overhead",
+                                         "peak_memory_mib"])
