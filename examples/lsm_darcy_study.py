@@ -9,9 +9,10 @@ the 85 x 85 it was trained on, and its inference time against the classical solv
    to the grid by the model itself (exact subsampling for 43 x 43), and (b) through the
    training grid: the input interpolated bilinearly to 85 x 85, the prediction interpolated
    back.
-2. Timing on one CPU thread: the model per sample at batch 1 and batched, against the
-   classical multigrid-PCG solve of the generator (421 x 421, rtol 1e-10) and against a direct
-   classical solve at 85 x 85 (whose error against the 421 x 421 reference is reported too).
+2. Timing on one CPU thread (or on ``--device cuda``, model and classical solves alike): the
+   model per sample at batch 1 and batched, against the classical multigrid-PCG solve of the
+   generator (421 x 421, rtol 1e-10) and against a direct classical solve at 85 x 85 (whose
+   error against the 421 x 421 reference is reported too).
 
 Run from the repository root (after generating the three test sets)::
 
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import pdekit
+from pdekit.bench.record import describe_device, synchronize
 from pdekit.classical.darcy import darcy_coefficient, solve_darcy, subsample
 from pdekit.data import open_dataset
 from pdekit.models import NormalizedModel
@@ -55,16 +57,27 @@ def predict(fn, a: torch.Tensor, batch: int = 20) -> torch.Tensor:
         return torch.cat([fn(a[i:i + batch]) for i in range(0, len(a), batch)])
 
 
-def fresh_samples(count: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+def timed_solve(a: np.ndarray, device: torch.device) -> tuple[np.ndarray, float]:
+    """The generator's classical solve (multigrid-PCG, rtol 1e-10) on ``device``, and its seconds."""
+    synchronize(device)
+    started = time.perf_counter()
+    u, _ = solve_darcy(a, rtol=1e-10, method="multigrid", device=device)
+    synchronize(device)
+    return u, time.perf_counter() - started
+
+
+def fresh_samples(count: int, seed: int, device: torch.device = torch.device("cpu"),
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
     """``count`` coefficients and reference solutions on the 421 x 421 grid (the generator's
-    coefficient and solve), with the seconds of each solve."""
+    coefficient and solve), with the seconds of each solve (the first, a warm-up, repeated)."""
     rng = np.random.default_rng(seed)
     coefficients, solutions, seconds = [], [], []
-    for _ in range(count):
+    for k in range(count):
         a = darcy_coefficient(FINE, rng)
-        started = time.perf_counter()
-        u, _ = solve_darcy(a, rtol=1e-10, method="multigrid")
-        seconds.append(time.perf_counter() - started)
+        u, elapsed = timed_solve(a, device)
+        if k == 0:
+            u, elapsed = timed_solve(a, device)
+        seconds.append(elapsed)
         coefficients.append(a)
         solutions.append(u)
     return coefficients, solutions, seconds
@@ -83,12 +96,16 @@ def main() -> None:
     parser.add_argument("--timing-samples", type=int, default=10, help="classical solves to time")
     parser.add_argument("--json", default=None)
     parser.add_argument("--quick", action="store_true", help="two fresh samples instead of the datasets")
+    parser.add_argument("--device", default="cpu", help="where the model and the timed solves run")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    device = torch.device(args.device)
 
-    model = pdekit.load(args.checkpoint, expected="lsm")
-    fine_a, fine_u, solve_seconds = fresh_samples(2 if args.quick else args.timing_samples, seed=12345)
-    result: dict = {"checkpoint": args.checkpoint, "resolution": {}, "timing": {}}
+    model = pdekit.load(args.checkpoint, expected="lsm").to(device)
+    fine_a, fine_u, solve_seconds = fresh_samples(2 if args.quick else args.timing_samples, seed=12345,
+                                                  device=device)
+    result: dict = {"checkpoint": args.checkpoint, "device": describe_device(device), "resolution": {},
+                    "timing": {}}
 
     # 1. resolution study
     for size, folder in zip((43, 85, 141), args.data, strict=True):
@@ -100,38 +117,42 @@ def main() -> None:
             test = open_dataset(folder, "test")
             a = torch.stack([test[i]["a"] for i in range(len(test))])[:, None]
             u = torch.stack([test[i]["u"] for i in range(len(test))])[:, None]
-        direct = relative_l2(predict(model, a), u)  # statistics resampled by the model
-        via = relative_l2(predict(lambda x: through_training_grid(model, x), a), u)
+        a, u = a.to(device), u.to(device)
+        direct = relative_l2(predict(model, a), u).cpu()  # statistics resampled by the model
+        via = relative_l2(predict(lambda x: through_training_grid(model, x), a), u).cpu()
         result["resolution"][size] = {"direct": summary(direct), "through_85": summary(via)}
         print(f"{size:>3} x {size:<3} direct: {direct.mean():.4f} +- {direct.std():.4f}   "
               f"through 85 x 85: {via.mean():.4f} +- {via.std():.4f}   ({len(direct)} samples)")
 
-    # 2. timing (one thread): model at batch 1 and batched, classical at 421 and at 85
-    a85 = torch.tensor(np.stack([subsample(x, 5) for x in fine_a]), dtype=torch.float32)[:, None]
+    # 2. timing (one thread, or the device): model at batch 1 and batched, classical at 421 and 85
+    a85 = torch.tensor(np.stack([subsample(x, 5) for x in fine_a]), dtype=torch.float32)[:, None].to(device)
     timing = result["timing"]
     batch = 4 if args.quick else 20
     with torch.no_grad():
         model(a85[:1])  # warm-up
         calls = []
         for i in range(len(a85)):
+            synchronize(device)
             started = time.perf_counter()
             model(a85[i:i + 1])
+            synchronize(device)
             calls.append(time.perf_counter() - started)
         timing["lsm_batch1_seconds"] = float(np.median(calls))
         x = a85[torch.arange(batch) % len(a85)]
         calls = []
         for _ in range(3):
+            synchronize(device)
             started = time.perf_counter()
             model(x)
+            synchronize(device)
             calls.append((time.perf_counter() - started) / batch)
         timing["batch"] = batch
         timing["lsm_batched_seconds_per_sample"] = float(np.median(calls))
     timing["classical_421_seconds"] = float(np.median(solve_seconds))
     coarse_seconds, coarse_errors = [], []
     for a, u in zip(fine_a, fine_u, strict=True):
-        started = time.perf_counter()
-        u85, _ = solve_darcy(subsample(a, 5), rtol=1e-10, method="multigrid")
-        coarse_seconds.append(time.perf_counter() - started)
+        u85, elapsed = timed_solve(subsample(a, 5), device)
+        coarse_seconds.append(elapsed)
         ref = subsample(u, 5)
         coarse_errors.append(float(np.linalg.norm(u85 - ref) / np.linalg.norm(ref)))
     timing["classical_85_seconds"] = float(np.median(coarse_seconds))
