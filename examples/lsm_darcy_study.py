@@ -57,7 +57,7 @@ def predict(fn, a: torch.Tensor, batch: int = 20) -> torch.Tensor:
         return torch.cat([fn(a[i:i + batch]) for i in range(0, len(a), batch)])
 
 
-def timed_solve(a: np.ndarray, device: torch.device) -> tuple[np.ndarray, float]:
+def timed_solve(a: np.ndarray, device: torch.device | str) -> tuple[np.ndarray, float]:
     """The generator's classical solve (multigrid-PCG, rtol 1e-10) on ``device``, and its seconds."""
     synchronize(device)
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def timed_solve(a: np.ndarray, device: torch.device) -> tuple[np.ndarray, float]
     return u, time.perf_counter() - started
 
 
-def fresh_samples(count: int, seed: int, device: torch.device = torch.device("cpu"),
+def fresh_samples(count: int, seed: int, device: torch.device | str = "cpu",
                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
     """``count`` coefficients and reference solutions on the 421 x 421 grid (the generator's
     coefficient and solve), with the seconds of each solve (the first, a warm-up, repeated)."""
