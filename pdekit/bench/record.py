@@ -56,7 +56,8 @@ def describe_device(device: torch.device | str) -> str:
                     break
     except OSError:
         pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{name}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def time_call(
