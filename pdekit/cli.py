@@ -38,6 +38,17 @@ def _device(name: str) -> str:
     return name
 
 
+def _non_negative_int(text: str) -> int:
+    """An integer argument that may be zero but not negative (checked when parsed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
+
+
 def _load_system(args):
     """The operator and right-hand side named by ``pdekit solve``'s arguments."""
     import scipy.io
@@ -341,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=None, help="number of seeds to average over")
     bench.add_argument("--checkpoint", default=None,
                        help="dcdm, mesh-movers: the network to benchmark (default: the shipped one)")
-    bench.add_argument("--depth", type=int, default=None,
+    bench.add_argument("--depth", type=_non_negative_int, default=None,
                        help="dcdm: directions each DCDM direction is A-orthogonalised against "
                             "(default 2, the paper's)")
     bench.set_defaults(handler=_cmd_bench)

@@ -91,3 +91,9 @@ def test_the_right_checkpoint_and_dataset_still_evaluate(tiny_dataset, capsys):
     assert main(["evaluate", str(CHECKPOINTS / "deeponet-antiderivative.pt"), "--dataset",
                  str(tiny_dataset)]) == 0
     assert "relative L2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("depth", ["-1", "two"])
+def test_a_bad_dcdm_depth_is_refused_when_parsed(depth, capsys):
+    line = error_line(capsys, ["bench", "dcdm", "--quick", "--depth", depth])
+    assert "--depth" in line and repr(depth) in line
