@@ -20,10 +20,12 @@ def load(path, *, expected: str | None = None, device: str = "cpu"):
     return load_model(path, expected=expected, device=device)
 
 
-def load_preconditioner(path, *, device: str = "cpu"):
+def load_preconditioner(path, *, device: str = "cpu", scales=(1,)):
     """The learned preconditioner of a DCDM checkpoint, for ``pdekit.linalg.cg(A, b, M=M)`` or
     ``pdekit.linalg.dcdm(A, b, M)`` on any grid size and obstacle layout (it binds to each
-    ``A``). See :class:`pdekit.models.dcdm.LearnedPreconditioner`."""
+    ``A``). ``scales=(1, 2, 4)`` cycles the network over the grid and 2x and 4x coarser ones
+    (for grids well beyond the training size). See
+    :class:`pdekit.models.dcdm.LearnedPreconditioner`."""
     from pdekit.models import LearnedPreconditioner, load_model
 
-    return LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device))
+    return LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device), scales=scales)

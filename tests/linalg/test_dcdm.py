@@ -131,3 +131,34 @@ def test_argument_errors_name_the_argument():
         dcdm(A, b, jacobi(A), rtol=-1.0)
     with pytest.raises(ValueError, match="`descent_tol`"):
         dcdm(A, b, jacobi(A), descent_tol=-0.5)
+
+
+def test_learned_preconditioner_cycles_its_scales_and_restarts_the_cycle_on_bind(dtype):
+    torch.manual_seed(4)
+    net = DCDMNet(dim=2, channels=4, blocks=(1, 1, 1)).to(dtype)
+    shape = (12, 10)
+    solid = torch.zeros(shape, dtype=torch.bool)
+    solid[4:8, 0:4] = True  # coarse blocks wholly inside: solid on the 2x grid too
+    A = poisson.operator(shape, bc="dirichlet", solid=solid.numpy(), dtype=dtype)
+    x = torch.randn(3, *shape, dtype=dtype).masked_fill(solid, 0.0)
+    fine = LearnedPreconditioner(net).bind(A)
+    cycling = LearnedPreconditioner(net, scales=(1, 2)).bind(A)
+    first, second, third = (cycling.matvec(x) for _ in range(3))
+    torch.testing.assert_close(first, fine.matvec(x))
+    torch.testing.assert_close(third, first)
+    # the 2x application: the block-averaged residual through the network, interpolated back
+    coarse_r = torch.nn.functional.avg_pool2d(x.unsqueeze(1), 2).squeeze(1)
+    coarse_solid = torch.nn.functional.avg_pool2d(solid[None, None].float(), 2)[0, 0] == 1
+    norm = torch.linalg.vector_norm(coarse_r.flatten(1), dim=1)[:, None, None]
+    z = net(coarse_r / norm, coarse_solid.expand(coarse_r.shape))
+    z = torch.nn.functional.interpolate(z.unsqueeze(1), size=shape, mode="bilinear").squeeze(1)
+    z = z.masked_fill(solid, 0.0) * norm
+    sign = torch.sign((z * x).flatten(1).sum(1))[:, None, None]
+    torch.testing.assert_close(second, sign * z)
+    assert torch.all(second[:, solid] == 0) and not torch.allclose(second, first)
+    # a new bind (a new solve) starts the cycle again; the moved operator keeps the scales
+    torch.testing.assert_close(LearnedPreconditioner(net, scales=(1, 2)).bind(A).matvec(x), first)
+    assert cycling.to("cpu", torch.float64).scales == (1, 2)
+    for bad in ((), (0,), (1, 2.0), 3):
+        with pytest.raises(ValueError, match="`scales`"):
+            LearnedPreconditioner(net, scales=bad)
