@@ -49,6 +49,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _scales(text: str) -> tuple[int, ...]:
+    """Comma-separated positive integers, e.g. ``1,2,4`` (checked when parsed)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every scale must be 1 or more")
+    return values
+
+
 def _load_system(args):
     """The operator and right-hand side named by ``pdekit solve``'s arguments."""
     import scipy.io
@@ -133,7 +144,7 @@ def _cmd_bench(args) -> int:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
         options["problems"] = args.problems.split(",")
-    for name in ("sequence", "instances", "seeds", "checkpoint", "depth"):  # benchmark-specific, when given
+    for name in ("sequence", "instances", "seeds", "checkpoint", "depth", "scales"):  # benchmark-specific
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
@@ -355,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--depth", type=_non_negative_int, default=None,
                        help="dcdm: directions each DCDM direction is A-orthogonalised against "
                             "(default 2, the paper's)")
+    bench.add_argument("--scales", type=_scales, default=None,
+                       help="dcdm: grid scales the network cycles over, e.g. 1,2,4 (default 1: its own "
+                            "grid only)")
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser(

@@ -97,3 +97,9 @@ def test_the_right_checkpoint_and_dataset_still_evaluate(tiny_dataset, capsys):
 def test_a_bad_dcdm_depth_is_refused_when_parsed(depth, capsys):
     line = error_line(capsys, ["bench", "dcdm", "--quick", "--depth", depth])
     assert "--depth" in line and repr(depth) in line
+
+
+@pytest.mark.parametrize("scales", ["0,2", "1,two"])
+def test_bad_dcdm_scales_are_refused_when_parsed(scales, capsys):
+    line = error_line(capsys, ["bench", "dcdm", "--quick", "--scales", scales])
+    assert "--scales" in line and repr(scales) in line

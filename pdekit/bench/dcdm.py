@@ -10,7 +10,8 @@ solid fraction steps from 0 to ``max_fraction``, and a Gaussian-random-field sou
   set up again for every system, as they must be when the obstacles change),
 * ``pyamg-rs-pcg`` (PyAMG's Ruge-Stuben AMG as CG's preconditioner, set up per system),
 * ``pdekit-dcdm`` (a network in :func:`pdekit.linalg.dcdm`, ``depth`` 2 by default, the
-  paper's; no set-up:
+  paper's, and the network on the system's grid alone unless ``scales`` (e.g. ``(1, 2, 4)``)
+  cycles it over coarser grids too; no set-up:
   the same network serves every system) and ``pdekit-fcg-dcdm`` (the network as ``M`` in
   flexible CG).
 
@@ -111,9 +112,9 @@ def _pyamg_record(A, b, rtol: float, maxiter: int):
 def run(device: torch.device, *, echo=print, problems=None, instances: int | None = None,
         rtol: float = 1e-6, quick: bool = False, max_fraction: float = 0.3,
         checkpoint: str | Path | None = None, flexible: bool | None = None,
-        maxiter: int = 3000, depth: int = 2, **_) -> BenchmarkReport:
+        maxiter: int = 3000, depth: int = 2, scales: tuple[int, ...] = (1,), **_) -> BenchmarkReport:
     """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems; ``depth``:
-    DCDM's orthogonalisation depth."""
+    DCDM's orthogonalisation depth; ``scales``: the learned preconditioner's grid scales."""
     device = torch.device(device)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise ValueError(f"bench dcdm: `depth` must be a non-negative integer, got {depth!r}")
@@ -135,7 +136,8 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
         learned = None
         if path.is_file():
             if path not in networks:
-                networks[path] = LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device))
+                networks[path] = LearnedPreconditioner(load_model(path, expected="dcdm-net", device=device),
+                                                       scales=scales)
             learned = networks[path]
             if learned.net.dim != dim:
                 raise ValueError(f"bench dcdm: the checkpoint is a {learned.net.dim}D network; "
@@ -147,7 +149,8 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
             A, b, solid = make_system(size, dim, float(fraction), seed=1000 + k, device=device)
             actual = 0.0 if solid is None else float(solid.mean())
             common = dict(system=k, solid_fraction=actual, n=A.n, device=str(device), rtol=rtol,
-                          network=path.name if learned is not None else None, depth=depth)
+                          network=path.name if learned is not None else None, depth=depth,
+                          scales=list(scales))
             for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible, depth):
                 state, setup = _timed(device, lambda: setup_fn(A))  # noqa: B023
                 result, seconds = _timed(device, lambda: solve_fn(A, b, state))  # noqa: B023

@@ -50,3 +50,14 @@ def test_bench_dcdm_depth_is_recorded_and_deeper_orthogonalisation_saves_iterati
     assert sum(learned[20]) < sum(learned[2])
     with pytest.raises(ValueError, match="`depth`"):
         run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, depth=-1, echo=lambda *_: None)
+
+
+def test_bench_dcdm_scales_reach_the_learned_preconditioner():
+    report = run_benchmark("dcdm", problems=["poisson2d-48"], instances=1, depth=20, scales=(1, 2),
+                           json_path=None, echo=lambda *_: None)
+    assert {tuple(r["scales"]) for r in report.records} == {(1, 2)}
+    plain = run_benchmark("dcdm", problems=["poisson2d-48"], instances=1, depth=20, json_path=None,
+                          echo=lambda *_: None)
+    learned = [r["residual_history"] for rep in (report, plain) for r in rep.records
+               if r["method"] == "pdekit-dcdm"]
+    assert learned[0][:2] == learned[1][:2] and learned[0][2] != learned[1][2]  # the 2nd proposal differs
