@@ -116,8 +116,6 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
     """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems; ``depth``:
     DCDM's orthogonalisation depth; ``scales``: the learned preconditioner's grid scales."""
     device = torch.device(device)
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-        raise ValueError(f"bench dcdm: `depth` must be a non-negative integer, got {depth!r}")
     if problems is None:
         problems = ["poisson3d-16"] if quick else (
             ["poisson3d-64", "poisson3d-128", "poisson3d-256"] if device.type == "cuda" else ["poisson3d-64"])
