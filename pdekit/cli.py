@@ -49,6 +49,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """A number argument that must be above zero (checked when parsed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be above 0")
+    return value
+
+
 def _scales(text: str) -> tuple[int, ...]:
     """Comma-separated positive integers, e.g. ``1,2,4`` (checked when parsed)."""
     try:
@@ -244,12 +255,17 @@ def _cmd_train(args) -> int:
     from pdekit.train import train_from_recipe
 
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    max_time = None if args.max_time is None else 60.0 * args.max_time
     trainer = train_from_recipe(args.recipe, out=args.out, device=args.device, resume=args.resume,
-                                progress=not args.no_progress, workers=args.workers, **overrides)
+                                progress=not args.no_progress, workers=args.workers,
+                                max_time=max_time, **overrides)
     if trainer.rank == 0:
         metric = trainer.task.select.removeprefix("test_").replace("_", " ")
         print(f"trained to epoch {trainer.epoch}; best test {metric} {trainer.best:.4g}; "
               f"checkpoints in {trainer.out}")
+        if trainer.stopped_early:
+            print(f"stopped by --max-time ({args.max_time:g} min) after epoch {trainer.epoch} of "
+                  f"{trainer.settings.epochs}; continue with --resume")
     return 0
 
 
@@ -424,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument("--max-time", type=_positive_float, default=None, metavar="MINUTES",
+                       help="wall-clock budget: stop (evaluated, last.pt written) before an epoch "
+                            "that would overrun it; continue later with --resume")
     train.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                        help="processes generating the dataset if it is missing")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -103,3 +103,9 @@ def test_a_bad_dcdm_depth_is_refused_when_parsed(depth, capsys):
 def test_bad_dcdm_scales_are_refused_when_parsed(scales, capsys):
     line = error_line(capsys, ["bench", "dcdm", "--quick", "--scales", scales])
     assert "--scales" in line and repr(scales) in line
+
+
+@pytest.mark.parametrize("minutes", ["0", "-5", "soon"])
+def test_a_bad_training_time_limit_is_refused_when_parsed(minutes, capsys):
+    line = error_line(capsys, ["train", "solvers/deeponet-antiderivative.toml", "--max-time", minutes])
+    assert "--max-time" in line and repr(minutes) in line

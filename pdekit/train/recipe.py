@@ -178,12 +178,13 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
 
 def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.PathLike | None = None,
                       device: str = "cpu", resume: bool = False, progress: bool = True,
-                      workers: int = 1, **overrides) -> Trainer:
+                      workers: int = 1, max_time: float | None = None, **overrides) -> Trainer:
     """Run (or resume) the training of ``recipe``; return the finished :class:`Trainer`.
 
     ``out`` defaults to ``runs/<name>``; the resolved recipe is written there as
     ``recipe.json``. ``overrides`` replace ``[training]`` settings (e.g. ``epochs=5``);
-    ``workers`` processes generate the dataset if it is missing.
+    ``workers`` processes generate the dataset if it is missing. ``max_time`` (seconds) is
+    the training's wall-clock budget (:meth:`Trainer.fit`); resume to continue.
     """
     if not isinstance(recipe, TrainRecipe):
         recipe = load_train_recipe(recipe)
@@ -202,5 +203,5 @@ def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.
     if trainer.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2, default=str) + "\n")
-    trainer.fit()
+    trainer.fit(max_time=max_time)
     return trainer

@@ -201,6 +201,7 @@ class Trainer:
         self.metadata = {"inputs": inputs, "outputs": outputs, "task": task_spec(self.task),
                          **(metadata or {})}
         self.epoch = 0
+        self.stopped_early = False  # set by fit() when its `max_time` ran out
         self.best = -math.inf if self.task.maximize else math.inf
         if resume:
             self._resume()
@@ -324,27 +325,52 @@ class Trainer:
             return False
         return value > self.best if self.task.maximize else value < self.best
 
-    def fit(self) -> list[dict]:
+    def fit(self, max_time: float | None = None) -> list[dict]:
         """Train from the current epoch to ``settings.epochs``; return the epochs' metrics.
+
+        Parameters
+        ----------
+        max_time : float, optional
+            Wall-clock budget in seconds (e.g. a job's time limit). After each epoch the run
+            stops if one more, at the mean pace of this call so far, would overrun the
+            budget; the epoch just run is then evaluated and ``last.pt`` written (as for the
+            final epoch), so ``resume=True`` continues the run exactly, and
+            :attr:`stopped_early` is set. At least one epoch always runs.
 
         On the CPU subnormal floats are flushed to zero for the duration (the module's note);
         the previous setting is restored afterwards.
         """
+        if max_time is not None and not max_time > 0:
+            raise ValueError(f"Trainer.fit: `max_time` must be > 0 seconds, got {max_time!r}")
         with _flush_subnormals(self.device.type == "cpu"):
-            return self._fit()
+            return self._fit(max_time)
 
-    def _fit(self) -> list[dict]:
+    def _out_of_time(self, started: float, epochs_run: int, max_time: float | None) -> bool:
+        """Whether one more epoch, at the mean pace of this call so far, would overrun ``max_time``
+        (agreed by all processes: any one out of time stops them all)."""
+        if max_time is None:
+            return False
+        elapsed = time.perf_counter() - started
+        late = float(elapsed + elapsed / epochs_run > max_time)
+        return bool(distributed.all_sum(torch.tensor([late], device=self.device)).item() > 0)
+
+    def _fit(self, max_time: float | None = None) -> list[dict]:
         s = self.settings
         history = []
+        self.stopped_early = False
+        started = time.perf_counter()
         if self.out is not None and self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             self._truncate_metrics()
         bar = tqdm(range(self.epoch + 1, s.epochs + 1), desc="train", disable=not self.progress,
                    initial=self.epoch, total=s.epochs, dynamic_ncols=True)
+        first = self.epoch + 1
         for epoch in bar:
             record = {"epoch": epoch, **self.train_epoch(epoch),
                       "lr": self.optimizer.param_groups[0]["lr"]}
             last = epoch == s.epochs
+            if not last and self._out_of_time(started, epoch - first + 1, max_time):
+                last = self.stopped_early = True
             if self.test_batches is not None and (epoch % s.eval_every == 0 or last):
                 record.update(self.evaluate())
             self.epoch = epoch
@@ -363,6 +389,8 @@ class Trainer:
             if self.task.select in record:
                 postfix[self.task.select.removeprefix("test_")] = f"{record[self.task.select]:.3e}"
             bar.set_postfix(postfix)
+            if self.stopped_early:
+                break
         bar.close()
         return history
 

@@ -65,6 +65,19 @@ def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_max_time_stops_the_command_line_run_and_resume_finishes_it(tmp_path, capsys):
+    recipe = _recipe(tmp_path)  # 3 epochs
+    run = tmp_path / "run"
+    args = ["train", str(recipe), "--out", str(run), "--no-progress", "--workers", "1"]
+    assert main([*args, "--max-time", "1e-9"]) == 0  # out of time after the first epoch
+    message = "stopped by --max-time (1e-09 min) after epoch 1 of 3; continue with --resume"
+    assert message in capsys.readouterr().out
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert main([*args, "--resume", "--max-time", "60"]) == 0
+    assert "stopped" not in capsys.readouterr().out
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
 def test_common_mistakes_get_one_clear_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nope.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err

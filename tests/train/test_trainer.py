@@ -101,3 +101,53 @@ def test_compiled_training_steps_match_the_plain_ones(tmp_path):
                             strict=True):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
     assert list(pdekit.load(tmp_path / "compiled" / "last.pt").state_dict()) == list(plain.model.state_dict())
+
+
+class _FakeClock:
+    """``time`` for the trainer module: each epoch takes ``epoch_seconds`` of fake time."""
+
+    def __init__(self, epoch_seconds):
+        self.now, self.epoch_seconds = 0.0, epoch_seconds
+
+    def perf_counter(self):
+        self.now += 1e-6
+        return self.now
+
+
+def test_max_time_stops_before_an_epoch_that_would_overrun(tmp_path, monkeypatch):
+    import pdekit.train.trainer as trainer_module
+
+    clock = _FakeClock(10.0)
+    monkeypatch.setattr(trainer_module, "time", clock)
+    trainer = _trainer(tmp_path, epochs=10, eval_every=4)
+    train_epoch = trainer.train_epoch
+
+    def slow_epoch(epoch):
+        clock.now += clock.epoch_seconds
+        return train_epoch(epoch)
+
+    trainer.train_epoch = slow_epoch
+    history = trainer.fit(max_time=35.0)  # 10 s epochs: a 4th would end at 40 s
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert trainer.stopped_early and trainer.epoch == 3
+    assert "test_relative_l2" in history[-1] and "test_relative_l2" not in history[-2]
+    saved = pdekit.load(tmp_path / "last.pt")
+    assert saved.metadata["metrics"]["epoch"] == 3
+
+
+def test_a_run_stopped_by_max_time_resumes_to_the_same_weights(tmp_path):
+    straight = _trainer(tmp_path / "a", epochs=4, scheduler="step", step_size=2, gamma=0.5)
+    straight.fit(max_time=3600.0)
+    assert not straight.stopped_early
+    first = _trainer(tmp_path / "b", epochs=4, scheduler="step", step_size=2, gamma=0.5)
+    history = first.fit(max_time=1e-9)  # out of time after the first epoch
+    assert len(history) == 1 and first.stopped_early and "test_relative_l2" in history[0]
+    second = _trainer(tmp_path / "b", epochs=4, resume=True, scheduler="step", step_size=2, gamma=0.5)
+    assert second.epoch == 1
+    second.fit()
+    assert not second.stopped_early
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="`max_time` must be > 0"):
+        second.fit(max_time=0)
