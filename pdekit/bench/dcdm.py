@@ -22,7 +22,11 @@ Each method runs once to ``rtol`` (default 1e-6); from its residual history come
 to 1e-4 and to ``rtol``. ``seconds`` is the measured solve time to ``rtol``; ``seconds_1e-4``
 is the set-up plus the solve time scaled by the fraction of the iterations (an estimate from
 the per-iteration time). The plot: residual against iteration and against time (set-up
-included) on the first size's median system, and iterations to 1e-4 against the solid fraction.
+included) on the first size's median system, iterations to 1e-4 against the solid fraction,
+and, when the report holds several grid sizes of one dimension (e.g. ``--problems
+poisson3d-32,poisson3d-64``), iterations to 1e-4 against the grid size (median over the
+systems, min-max bars). Reports of several runs joined into one plot label the learned methods
+with their depth and scales where these differ.
 """
 
 from __future__ import annotations
@@ -187,17 +191,22 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = report.records
+    label = _labeller(report.records)
+    records = [{**r, "method": label(r)} for r in report.records]
     first = records[0]["problem"]
     systems = sorted({r["system"] for r in records if r["problem"] == first})
     median = systems[len(systems) // 2]
     methods = list(dict.fromkeys(r["method"] for r in records))  # one colour per method, all panels
     problems = list(dict.fromkeys(r["problem"] for r in records))  # one line style per problem
     color = {method: f"C{i % 10}" for i, method in enumerate(methods)}
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    sizes = {problem: _grid_size(problem) for problem in problems}
+    scaling = len(set(sizes.values())) > len({dim for dim, _ in sizes.values()})  # a dim with 2 sizes
+    fig, axes = plt.subplots(1, 4 if scaling else 3, figsize=(21 if scaling else 16, 4.5))
+    seen = set()
     for r in records:
-        if r["problem"] != first or r["system"] != median:
+        if r["problem"] != first or r["system"] != median or r["method"] in seen:
             continue
+        seen.add(r["method"])
         history = np.asarray(r["residual_history"])
         steps = np.arange(len(history))
         axes[0].semilogy(steps, history, color=color[r["method"]], label=r["method"])
@@ -218,9 +227,63 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
                      ("o-", "s--", "^:")[p % 3], color=color[method], label=f"{problem} {method}")
     axes[2].set(xlabel="solid cells [%]", ylabel="iterations to 1e-4", yscale="log",
                 title="iterations vs obstacle fraction")
+    if scaling:
+        _plot_scaling(axes[3], records, methods, sizes, color)
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[2].legend(fontsize=6)
     return save_figure(fig, path, title=f"pdekit bench dcdm on {report.device} ({report.date[:10]})")
 
+
+
+def _grid_size(problem: str) -> tuple[int, int]:
+    """``(dimension, points per axis)`` of a ``poissonDd-N`` problem name."""
+    match = _PROBLEM.match(problem)
+    return int(match.group(1)), int(match.group(2))
+
+
+def _labeller(records: list[dict]):
+    """Method names for the plot: the learned methods' depth and scales are added where the
+    report holds several (reports of several runs joined)."""
+    learned = [r for r in records if "dcdm" in r["method"]]
+    depths = {r.get("depth") for r in learned}
+    scales = {tuple(r.get("scales") or (1,)) for r in learned}
+
+    def label(r: dict) -> str:
+        name = r["method"]
+        if "dcdm" not in name:
+            return name
+        if len(depths) > 1:
+            name += f" depth {r.get('depth')}"
+        if len(scales) > 1:
+            name += " scales " + "-".join(str(k) for k in (r.get("scales") or (1,)))
+        return name
+
+    return label
+
+
+def _plot_scaling(ax, records, methods, sizes, color) -> None:
+    """Iterations to 1e-4 against the grid size, per dimension holding several sizes: median
+    over the systems, min-max as bars."""
+    dims = sorted({dim for dim, _ in sizes.values()
+                   if len({n for d, n in sizes.values() if d == dim}) > 1})
+    ticks = set()
+    for (k, dim), method in itertools.product(enumerate(dims), methods):
+        points = []
+        for problem, (d, size) in sorted(sizes.items(), key=lambda item: item[1]):
+            counts = [r["iterations_1e4"] for r in records if r["problem"] == problem
+                      and r["method"] == method and r["iterations_1e4"] is not None]
+            if d == dim and counts:
+                points.append((size, np.median(counts), min(counts), max(counts)))
+        if not points:
+            continue
+        x, mid, low, high = (np.asarray(v, dtype=float) for v in zip(*points, strict=True))
+        ticks.update(int(n) for n in x)
+        ax.errorbar(x, mid, yerr=[mid - low, high - mid], fmt=("o-", "s--")[k % 2], capsize=3,
+                    color=color[method], label=f"{method} {dim}D" if len(dims) > 1 else method)
+    ax.set(xlabel="grid points per axis", ylabel="iterations to 1e-4 (median, min-max)",
+           xscale="log", yscale="log", title="iterations vs grid size")
+    ax.set_xticks(sorted(ticks), [str(n) for n in sorted(ticks)])
+    ax.minorticks_off()
+    ax.legend(fontsize=6)

@@ -61,3 +61,36 @@ def test_bench_dcdm_scales_reach_the_learned_preconditioner():
     learned = [r["residual_history"] for rep in (report, plain) for r in rep.records
                if r["method"] == "pdekit-dcdm"]
     assert learned[0][:2] == learned[1][:2] and learned[0][2] != learned[1][2]  # the 2nd proposal differs
+
+
+def _record(problem, method, system, iterations_1e4, **extra):
+    history = [1.0, 1e-2, 1e-5]
+    return {"problem": problem, "method": method, "system": system, "solid_fraction": 0.1 * system,
+            "iterations_1e4": iterations_1e4, "iterations": 2, "seconds": 1.0, "setup_seconds": 0.1,
+            "residual_history": history, "depth": 2, "scales": [1], **extra}
+
+
+def test_bench_dcdm_plot_adds_iterations_against_grid_size_for_several_sizes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdekit.bench.dcdm import _grid_size, _labeller, _plot_scaling, plot
+    from pdekit.bench.record import BenchmarkReport
+
+    records = [_record(f"poisson3d-{n}", "pdekit-cg", k, its)
+               for n, counts in ((32, (10, 30, 20)), (64, (40, 50, 60))) for k, its in enumerate(counts)]
+    records += [_record("poisson3d-32", "pdekit-dcdm", k, 5 + k, scales=[1, 2]) for k in range(3)]
+    records += [_record("poisson3d-32", "pdekit-dcdm", k, 7 + k) for k in range(3)]  # another run's
+    report = BenchmarkReport("dcdm", "cpu", records)
+    assert plot(report, tmp_path / "scaling.png").stat().st_size > 0
+    label = _labeller(records)
+    assert {label(r) for r in records} == {"pdekit-cg", "pdekit-dcdm scales 1-2", "pdekit-dcdm scales 1"}
+    _, ax = plt.subplots()
+    sizes = {p: _grid_size(p) for p in ("poisson3d-32", "poisson3d-64")}
+    _plot_scaling(ax, records, ["pdekit-cg"], sizes, {"pdekit-cg": "C0"})
+    (bars,) = ax.containers  # one method: one errorbar
+    line = bars.lines[0]
+    assert list(line.get_xdata()) == [32, 64] and list(line.get_ydata()) == [20, 50]  # medians
+    plt.close("all")
