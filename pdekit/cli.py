@@ -60,6 +60,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _solid_fraction(text: str) -> float:
+    """A solid fraction in [0, 0.9] (checked when parsed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 0.9:
+        raise argparse.ArgumentTypeError(f"{text!r}: must lie in [0, 0.9]")
+    return value
+
+
 def _scales(text: str) -> tuple[int, ...]:
     """Comma-separated positive integers, e.g. ``1,2,4`` (checked when parsed)."""
     try:
@@ -155,7 +166,8 @@ def _cmd_bench(args) -> int:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
         options["problems"] = args.problems.split(",")
-    for name in ("sequence", "instances", "seeds", "checkpoint", "depth", "scales"):  # benchmark-specific
+    for name in ("sequence", "instances", "seeds", "checkpoint", "depth", "scales",
+                 "max_fraction"):  # benchmark-specific
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
@@ -385,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scales", type=_scales, default=None,
                        help="dcdm: grid scales the network cycles over, e.g. 1,2,4 (default 1: its own "
                             "grid only)")
+    bench.add_argument("--max-fraction", type=_solid_fraction, default=None,
+                       help="dcdm: solid fraction of the last system; the sequence steps from 0 "
+                            "to it (default 0.3)")
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser(

@@ -109,3 +109,9 @@ def test_bad_dcdm_scales_are_refused_when_parsed(scales, capsys):
 def test_a_bad_training_time_limit_is_refused_when_parsed(minutes, capsys):
     line = error_line(capsys, ["train", "solvers/deeponet-antiderivative.toml", "--max-time", minutes])
     assert "--max-time" in line and repr(minutes) in line
+
+
+@pytest.mark.parametrize("fraction", ["0.95", "-0.1", "half"])
+def test_a_bad_dcdm_solid_fraction_is_refused_when_parsed(fraction, capsys):
+    line = error_line(capsys, ["bench", "dcdm", "--quick", "--max-fraction", fraction])
+    assert "--max-fraction" in line and repr(fraction) in line

@@ -118,13 +118,16 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
         checkpoint: str | Path | None = None, flexible: bool | None = None,
         maxiter: int = 3000, depth: int = 2, scales: tuple[int, ...] = (1,), **_) -> BenchmarkReport:
     """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems; ``depth``:
-    DCDM's orthogonalisation depth; ``scales``: the learned preconditioner's grid scales."""
+    DCDM's orthogonalisation depth; ``scales``: the learned preconditioner's grid scales;
+    ``max_fraction``: the last system's solid fraction (the sequence steps from 0 to it)."""
     device = torch.device(device)
     if problems is None:
         problems = ["poisson3d-16"] if quick else (
             ["poisson3d-64", "poisson3d-128", "poisson3d-256"] if device.type == "cuda" else ["poisson3d-64"])
     instances = instances or (2 if quick else 5)
     flexible = device.type == "cuda" if flexible is None else flexible
+    if not 0 <= max_fraction <= 0.9:
+        raise ValueError(f"bench dcdm: `max_fraction` must lie in [0, 0.9], got {max_fraction}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ValueError(f"bench dcdm: `checkpoint` {str(checkpoint)!r} is not a file")
     networks: dict[Path, LearnedPreconditioner] = {}

@@ -94,3 +94,13 @@ def test_bench_dcdm_plot_adds_iterations_against_grid_size_for_several_sizes(tmp
     line = bars.lines[0]
     assert list(line.get_xdata()) == [32, 64] and list(line.get_ydata()) == [20, 50]  # medians
     plt.close("all")
+
+
+def test_bench_dcdm_max_fraction_sets_the_last_systems_solid_fraction():
+    report = run_benchmark("dcdm", problems=["poisson2d-32"], instances=2, max_fraction=0.5,
+                           json_path=None, echo=lambda *_: None)
+    fractions = {r["system"]: r["solid_fraction"] for r in report.records}
+    assert fractions[0] == 0 and fractions[1] > 0.4, fractions  # pockets cut off turn solid too
+    assert all(r["converged"] for r in report.records)
+    with pytest.raises(ValueError, match="`max_fraction`"):
+        run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, max_fraction=0.95, echo=lambda *_: None)
