@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pdekit.linalg.operator import LinearOperator, normalize_device
+from pdekit.models.layers import VolumeConv3d
 from pdekit.models.registry import register_model
 
 __all__ = ["DCDMNet", "LearnedPreconditioner", "dcdm_loss"]
@@ -92,7 +93,7 @@ class DCDMNet(nn.Module):
             raise ValueError(f"DCDMNet: `blocks` must be three non-negative integers, got {blocks}")
         if int(levels) != levels or levels < 1:
             raise ValueError(f"DCDMNet: `levels` must be a positive integer, got {levels}")
-        conv = nn.Conv3d if dim == 3 else nn.Conv2d
+        conv = VolumeConv3d if dim == 3 else nn.Conv2d
         self.dim = dim
         self.mask_input = bool(mask_input)
         self.lift = conv(2 if self.mask_input else 1, channels, 3, padding=1)

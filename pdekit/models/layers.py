@@ -1,4 +1,4 @@
-"""Building blocks shared by the models: MLPs, activations, initialisation."""
+"""Building blocks shared by the models: MLPs, activations, initialisation, 3D convolution."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "MLP", "activation", "glorot_normal_"]
+__all__ = ["ACTIVATIONS", "MLP", "VolumeConv3d", "activation", "glorot_normal_"]
 
 
 class SinTanhResidual(nn.Module):
@@ -92,3 +92,28 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hidden_states(x)[-1]
+
+
+class VolumeConv3d(nn.Conv3d):
+    """:class:`torch.nn.Conv3d` that always takes oneDNN on the CPU for float32 batches.
+
+    PyTorch sends a CPU float32 3D convolution to oneDNN only when the batch is larger than one
+    or ``batch * channels * depth * height`` exceeds 20,480; otherwise it takes its generic
+    im2col path. That rule suits small 2D images, but a single 16-channel 32^3 volume, what a
+    learned preconditioner applies on 32^3 grids and on the coarse level of 64^3 ones, falls
+    under it, and the generic path is about 10x slower there (67 ms against 6 ms for a 16 ->
+    16 channel 3x3x3 convolution, one thread, AMD EPYC). This layer calls the oneDNN
+    convolution directly in that case (same result to rounding, gradients included);
+    elsewhere (CUDA, other dtypes, unbatched input, padding modes other than zeros, or
+    ``torch.backends.mkldnn`` disabled) it is :class:`torch.nn.Conv3d`. The parameters and the
+    state dict are those of :class:`torch.nn.Conv3d`.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if (input.device.type == "cpu" and input.dim() == 5 and input.dtype == weight.dtype == torch.float32
+                and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+                and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+            return torch.ops.aten.mkldnn_convolution(input.contiguous(), weight, bias, list(self.padding),
+                                                     list(self.stride), list(self.dilation), self.groups)
+        return super()._conv_forward(input, weight, bias)
