@@ -335,7 +335,7 @@ def _learned_preconditioner(ctx: dict) -> _Step:
                                                 M=multigrid(A))}
     if learned is not None:
         methods["DCDM (learned)"] = lambda A, b: dcdm(A, b, learned, rtol=sizes.poisson_rtol,
-                                                      maxiter=2000, depth=2)
+                                                      maxiter=2000, depth=20)
     runs: dict[str, list[dict]] = {name: [] for name in methods}
     histories: dict[str, np.ndarray] = {}
     for k in range(len(systems)):
@@ -377,7 +377,8 @@ def _learned_preconditioner(ctx: dict) -> _Step:
     body = (f"{len(systems)} pressure-Poisson systems ({sizes.poisson_size}^3, random obstacles, "
             f"about {sizes.solid_fraction:.0%} solid, none seen in training) solved to "
             f"relative residual {sizes.poisson_rtol:g} in float64. DCDM is the shipped network "
-            f"`solvers/checkpoints/{CHECKPOINT.name}` in `pdekit.linalg.dcdm` (depth 2); seconds "
+            f"`solvers/checkpoints/{CHECKPOINT.name}` in `pdekit.linalg.dcdm` (depth 20, the "
+            "recommended setting: docs/dcdm.md); seconds "
             "include set-up (the multigrid hierarchy). `error_vs_dataset` is the largest relative "
             "difference from the dataset's classical solution.\n\n"
             + _markdown_table(rows, ["method", "iterations", "seconds", "converged", "error_vs_dataset"])
