@@ -4,8 +4,9 @@ Plain PyTorch: optimiser and scheduler from :class:`TrainingSettings`, the loss,
 test metrics of a :class:`~pdekit.train.task.Task` (default: per-sample relative L2 on
 de-normalised fields), evaluation on the test split, tqdm progress, metrics appended to
 ``metrics.jsonl``, self-describing ``best.pt`` / ``last.pt`` checkpoints, exact resume after a
-kill, bf16 autocast on CUDA, gradient clipping, an exponential moving average of the weights,
-and data-parallel training under ``torchrun`` (DDP; gloo on the CPU, NCCL on CUDA).
+kill or a wall-clock time limit (``fit(max_time=)``), bf16 autocast on CUDA, gradient
+clipping, an exponential moving average of the weights, and data-parallel training under
+``torchrun`` (DDP; gloo on the CPU, NCCL on CUDA).
 
 On the CPU, :meth:`Trainer.fit` flushes subnormal floats to zero while it runs
 (:func:`torch.set_flush_denormal`): late in long runs some of the training state (weights,
