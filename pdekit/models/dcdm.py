@@ -160,7 +160,8 @@ class LearnedPreconditioner(LinearOperator):
     switches to flexible CG for it, and :func:`pdekit.linalg.dcdm` is the iteration it was
     trained for. Not yet bound to a system it has no shape; ``cg`` and ``dcdm`` bind it to
     their ``A`` (:meth:`bind`: grid shape, solid cells, dtype and device), so one object serves
-    every system. The network runs in its own dtype (float32) whatever ``A``'s.
+    every system. The network runs in its own dtype (float32) whatever ``A``'s; keep it
+    float32: a bf16 network doubled the iterations from 64^3 up (docs/dcdm.md).
 
     ``scales`` (ours, not the paper's) cycles the grid the network sees: at scale ``s`` the
     residual is averaged over ``s``-cell blocks, the network runs on that coarser grid (a
