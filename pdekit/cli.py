@@ -38,37 +38,23 @@ def _device(name: str) -> str:
     return name
 
 
-def _non_negative_int(text: str) -> int:
-    """An integer argument that may be zero but not negative (checked when parsed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
-    return value
+def _checked_number(convert, kind: str, ok, requirement: str):
+    """An argparse type: ``convert(text)`` (else "is not KIND"), then ``ok(value)`` (else
+    "must REQUIREMENT"); checked when parsed."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: must {requirement}")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    """A number argument that must be above zero (checked when parsed)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be above 0")
-    return value
-
-
-def _solid_fraction(text: str) -> float:
-    """A solid fraction in [0, 0.9] (checked when parsed)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 0.9:
-        raise argparse.ArgumentTypeError(f"{text!r}: must lie in [0, 0.9]")
-    return value
+_non_negative_int = _checked_number(int, "an integer", lambda v: v >= 0, "be 0 or more")
+_positive_float = _checked_number(float, "a number", lambda v: v > 0, "be above 0")
+_solid_fraction = _checked_number(float, "a number", lambda v: 0 <= v <= 0.9, "lie in [0, 0.9]")
 
 
 def _scales(text: str) -> tuple[int, ...]:
