@@ -239,7 +239,6 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     return save_figure(fig, path, title=f"pdekit bench dcdm on {report.device} ({report.date[:10]})")
 
 
-
 def _grid_size(problem: str) -> tuple[int, int]:
     """``(dimension, points per axis)`` of a ``poissonDd-N`` problem name."""
     match = _PROBLEM.match(problem)
