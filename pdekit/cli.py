@@ -68,6 +68,19 @@ def _scales(text: str) -> tuple[int, ...]:
     return values
 
 
+def _dcdm_methods(text: str) -> tuple[str, ...]:
+    """Comma-separated ``bench dcdm`` method names, e.g. ``pdekit-cg,pdekit-dcdm`` (checked when
+    parsed)."""
+    from pdekit.bench.dcdm import METHODS
+
+    values = tuple(v.strip() for v in text.split(","))
+    unknown = [v for v in values if v not in METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown method {unknown[0]!r}; use some of "
+                                         f"{', '.join(METHODS)}")
+    return values
+
+
 def _load_system(args):
     """The operator and right-hand side named by ``pdekit solve``'s arguments."""
     import scipy.io
@@ -153,7 +166,7 @@ def _cmd_bench(args) -> int:
     if args.problems:
         options["problems"] = args.problems.split(",")
     for name in ("sequence", "instances", "seeds", "checkpoint", "depth", "scales",
-                 "max_fraction"):  # benchmark-specific
+                 "max_fraction", "methods"):  # benchmark-specific
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
@@ -386,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-fraction", type=_solid_fraction, default=None,
                        help="dcdm: solid fraction of the last system; the sequence steps from 0 "
                             "to it (default 0.3)")
+    bench.add_argument("--methods", type=_dcdm_methods, default=None,
+                       help="dcdm: comma-separated methods to run, e.g. pdekit-cg,pdekit-dcdm "
+                            "(default: all)")
     bench.set_defaults(handler=_cmd_bench)
 
     demo = sub.add_parser(

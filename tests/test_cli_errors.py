@@ -115,3 +115,8 @@ def test_a_bad_training_time_limit_is_refused_when_parsed(minutes, capsys):
 def test_a_bad_dcdm_solid_fraction_is_refused_when_parsed(fraction, capsys):
     line = error_line(capsys, ["bench", "dcdm", "--quick", "--max-fraction", fraction])
     assert "--max-fraction" in line and repr(fraction) in line
+
+
+def test_an_unknown_dcdm_method_is_refused_when_parsed(capsys):
+    line = error_line(capsys, ["bench", "dcdm", "--quick", "--methods", "pdekit-cg,pdekit-gmres"])
+    assert "--methods" in line and "'pdekit-gmres'" in line and "pdekit-dcdm" in line

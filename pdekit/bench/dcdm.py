@@ -13,7 +13,10 @@ solid fraction steps from 0 to ``max_fraction``, and a Gaussian-random-field sou
   paper's, and the network on the system's grid alone unless ``scales`` (e.g. ``(1, 2, 4)``)
   cycles it over coarser grids too; no set-up:
   the same network serves every system) and ``pdekit-fcg-dcdm`` (the network as ``M`` in
-  flexible CG).
+  flexible CG, run by default on a GPU only).
+
+``methods`` runs a subset by these names (e.g. ``("pdekit-cg", "pdekit-dcdm")`` where the
+slower classical baselines of a large grid are already measured).
 
 The network is ``checkpoint``, or by default the shipped one of the problem's dimension
 (``solvers/checkpoints/dcdm-poisson3d-64.pt``, ``dcdm-poisson2d.pt`` for ``poisson2d-N``).
@@ -51,6 +54,8 @@ BC = (("dirichlet", "neumann"), "neumann", "neumann")
 CHECKPOINTS = {dim: Path(__file__).resolve().parents[2] / "solvers" / "checkpoints" / name
                for dim, name in ((2, "dcdm-poisson2d.pt"), (3, "dcdm-poisson3d-64.pt"))}
 _PROBLEM = re.compile(r"poisson(2|3)d-(\d+)$")
+METHODS = ("pdekit-cg", "pdekit-pcg-ichol0", "pdekit-pcg-multigrid", "pyamg-rs-pcg", "pdekit-dcdm",
+           "pdekit-fcg-dcdm")
 
 
 def make_system(size: int, dim: int, fraction: float, seed: int, device, dtype=torch.float64):
@@ -79,8 +84,32 @@ def _timed(device, fn):
     return out, time.perf_counter() - started
 
 
-def _solvers(learned, rtol: float, maxiter: int, flexible: bool, depth: int):
-    """(method, set-up, solve) triples; set-up returns the state solve needs."""
+def _heartbeat(echo, label: str, A, b: torch.Tensor, every: float = 60.0):
+    """A solver callback that echoes the iteration, the elapsed time and the relative residual at
+    most once per ``every`` seconds (one extra product with ``A`` each time): long learned solves
+    (256^3 on a CPU) show how far they are."""
+    started = time.perf_counter()
+    last = started
+    iteration = 0
+    norm_b = float(torch.linalg.vector_norm(b))
+
+    def callback(x: torch.Tensor) -> None:
+        nonlocal last, iteration
+        iteration += 1
+        now = time.perf_counter()
+        if now - last >= every:
+            last = now
+            residual = float(torch.linalg.vector_norm(b - A.matvec(x))) / norm_b
+            echo(f"    {label}: iteration {iteration}, {now - started:.0f} s, residual {residual:.2e}")
+    return callback
+
+
+def _solvers(learned, rtol: float, maxiter: int, flexible: bool, depth: int, echo=None, label=""):
+    """(method, set-up, solve) triples; set-up returns the state solve needs. The learned solves
+    echo a heartbeat each minute (:func:`_heartbeat`) when ``echo`` is given."""
+    def beat(method, A, b):
+        return None if echo is None else _heartbeat(echo, f"{label}{method}", A, b)
+
     out = [
         ("pdekit-cg", lambda A: None, lambda A, b, _: cg(A, b, rtol=rtol, maxiter=maxiter)),
         ("pdekit-pcg-ichol0", ichol0, lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter)),
@@ -88,10 +117,12 @@ def _solvers(learned, rtol: float, maxiter: int, flexible: bool, depth: int):
     ]
     if learned is not None:
         out.append(("pdekit-dcdm", lambda A: learned.bind(A),
-                    lambda A, b, M: dcdm(A, b, M, rtol=rtol, depth=depth, maxiter=maxiter)))
+                    lambda A, b, M: dcdm(A, b, M, rtol=rtol, depth=depth, maxiter=maxiter,
+                                         callback=beat("pdekit-dcdm", A, b))))
         if flexible:
             out.append(("pdekit-fcg-dcdm", lambda A: learned.bind(A),
-                        lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter)))
+                        lambda A, b, M: cg(A, b, M=M, rtol=rtol, maxiter=maxiter,
+                                           callback=beat("pdekit-fcg-dcdm", A, b))))
     return out
 
 
@@ -116,16 +147,24 @@ def _pyamg_record(A, b, rtol: float, maxiter: int):
 def run(device: torch.device, *, echo=print, problems=None, instances: int | None = None,
         rtol: float = 1e-6, quick: bool = False, max_fraction: float = 0.3,
         checkpoint: str | Path | None = None, flexible: bool | None = None,
-        maxiter: int = 3000, depth: int = 2, scales: tuple[int, ...] = (1,), **_) -> BenchmarkReport:
+        maxiter: int = 3000, depth: int = 2, scales: tuple[int, ...] = (1,),
+        methods: tuple[str, ...] | None = None, **_) -> BenchmarkReport:
     """Run the benchmark (see the module docstring); ``quick``: 16^3, two systems; ``depth``:
     DCDM's orthogonalisation depth; ``scales``: the learned preconditioner's grid scales;
-    ``max_fraction``: the last system's solid fraction (the sequence steps from 0 to it)."""
+    ``max_fraction``: the last system's solid fraction (the sequence steps from 0 to it);
+    ``methods``: the names to run (default: all, flexible CG on a GPU only)."""
     device = torch.device(device)
+    unknown = sorted(set(methods or ()) - set(METHODS))
+    if unknown or (methods is not None and not methods):
+        raise ValueError(f"bench dcdm: `methods` must name some of {', '.join(METHODS)}; got "
+                         f"{', '.join(unknown) or 'none'}")
     if problems is None:
         problems = ["poisson3d-16"] if quick else (
             ["poisson3d-64", "poisson3d-128", "poisson3d-256"] if device.type == "cuda" else ["poisson3d-64"])
     instances = instances or (2 if quick else 5)
-    flexible = device.type == "cuda" if flexible is None else flexible
+    if flexible is None:
+        flexible = device.type == "cuda" if methods is None else "pdekit-fcg-dcdm" in methods
+    wanted = set(METHODS if methods is None else methods)
     if not 0 <= max_fraction <= 0.9:
         raise ValueError(f"bench dcdm: `max_fraction` must lie in [0, 0.9], got {max_fraction}")
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -156,7 +195,10 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
             common = dict(system=k, solid_fraction=actual, n=A.n, device=str(device), rtol=rtol,
                           network=path.name if learned is not None else None, depth=depth,
                           scales=list(scales))
-            for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible, depth):
+            label = f"{name} system {k}: "
+            for method, setup_fn, solve_fn in _solvers(learned, rtol, maxiter, flexible, depth, echo, label):
+                if method not in wanted:
+                    continue
                 state, setup = _timed(device, lambda: setup_fn(A))  # noqa: B023
                 result, seconds = _timed(device, lambda: solve_fn(A, b, state))  # noqa: B023
                 norms = result.residual_norms.double().numpy()
@@ -164,7 +206,9 @@ def run(device: torch.device, *, echo=print, problems=None, instances: int | Non
                 _add(report, name, method, common, setup, seconds, norms, true, bool(result.converged))
                 echo(f"  {name} system {k} (solid {actual:.0%}): {method} {result.iterations} iterations, "
                      f"{setup + seconds:.3g} s")
-            peer = _pyamg_record(A, b, rtol, maxiter) if device.type == "cpu" or size <= 128 else None
+            peer = None
+            if "pyamg-rs-pcg" in wanted and (device.type == "cpu" or size <= 128):
+                peer = _pyamg_record(A, b, rtol, maxiter)
             if peer is not None:
                 setup, seconds, norms, true = peer
                 _add(report, name, "pyamg-rs-pcg", common, setup, seconds, norms, true, true <= rtol * 1.01)

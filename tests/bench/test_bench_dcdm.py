@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from pdekit.bench import run_benchmark
 
@@ -104,3 +105,31 @@ def test_bench_dcdm_max_fraction_sets_the_last_systems_solid_fraction():
     assert all(r["converged"] for r in report.records)
     with pytest.raises(ValueError, match="`max_fraction`"):
         run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, max_fraction=0.95, echo=lambda *_: None)
+
+
+def test_bench_dcdm_methods_runs_just_the_named_ones():
+    report = run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, json_path=None,
+                           methods=("pdekit-cg", "pdekit-fcg-dcdm"), echo=lambda *_: None)
+    # exactly those: flexible CG too, though on a CPU it is not run by default
+    assert sorted(r["method"] for r in report.records) == ["pdekit-cg", "pdekit-fcg-dcdm"]
+    assert all(r["converged"] for r in report.records)
+    for methods in (("pdekit-cg", "gmres"), ()):
+        with pytest.raises(ValueError, match="`methods`"):
+            run_benchmark("dcdm", problems=["poisson2d-16"], instances=1, methods=methods,
+                          echo=lambda *_: None)
+
+
+def test_bench_dcdm_heartbeat_echoes_the_true_residual():
+    from pdekit.bench.dcdm import _heartbeat, make_system
+
+    A, b, _ = make_system(16, 2, 0.0, seed=0, device="cpu")
+    lines: list[str] = []
+    beat = _heartbeat(lines.append, "poisson2d-16 system 0: pdekit-dcdm", A, b, every=0.0)
+    beat(torch.zeros_like(b))  # x = 0: the residual is b itself
+    beat(torch.zeros_like(b))
+    assert len(lines) == 2
+    assert lines[0].strip().startswith("poisson2d-16 system 0: pdekit-dcdm: iteration 1,")
+    assert lines[0].endswith("residual 1.00e+00") and "iteration 2," in lines[1]
+    quiet: list[str] = []
+    _heartbeat(quiet.append, "x", A, b)(torch.zeros_like(b))  # once a minute by default
+    assert quiet == []
