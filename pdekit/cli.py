@@ -165,13 +165,21 @@ def _cmd_bench(args) -> int:
         options["dtype"] = _dtype(args.dtype)
     if args.problems:
         options["problems"] = args.problems.split(",")
+    if args.sources:
+        options["sources"] = args.sources.split(",")
     for name in ("sequence", "instances", "seeds", "checkpoint", "depth", "scales",
                  "max_fraction", "methods"):  # benchmark-specific
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    json_path = args.json or (Path("runs") / "bench" / f"{args.name}.json")
-    run_benchmark(args.name, device=args.device, json_path=json_path, plot_path=args.plot,
-                  **options)
+    json_path = args.json or (None if args.sources else Path("runs") / "bench" / f"{args.name}.json")
+    try:
+        run_benchmark(args.name, device=args.device, json_path=json_path, plot_path=args.plot,
+                      **options)
+    except ValueError as err:  # a bad option or report the benchmark names: one line, no traceback
+        if not str(err).startswith("bench"):
+            raise
+        print(f"pdekit {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -384,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--problems", help="comma-separated problem names, e.g. poisson3d-64")
     bench.add_argument("--rtol", type=float, default=None, help="solver tolerance (default 1e-6)")
     bench.add_argument("--quick", action="store_true", help="tiny problems (a smoke run)")
+    bench.add_argument("--from", dest="sources", default=None, metavar="REPORTS",
+                       help="comma-separated saved reports (JSON) of this benchmark: run nothing; "
+                            "print their records as one table, and write them as one --plot / --json")
     bench.add_argument("--sequence", default=None, help="sor-bandit: the sequence (shifted, heat)")
     bench.add_argument("--instances", type=int, default=None,
                        help="sor-bandit, dcdm: number of systems in the sequence")

@@ -15,7 +15,7 @@ import torch
 
 from pdekit.bench.record import BenchmarkReport
 
-__all__ = ["BENCHMARKS", "Benchmark", "run_benchmark"]
+__all__ = ["BENCHMARKS", "Benchmark", "join_reports", "run_benchmark"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,17 @@ def run_benchmark(
     echo=print,
     **options,
 ) -> BenchmarkReport:
-    """Run benchmark ``name``; write its JSON and plot; print its table."""
+    """Run benchmark ``name``; write its JSON and plot; print its table. With ``sources`` (paths
+    of saved reports of ``name``) nothing runs: their records are joined (:func:`join_reports`),
+    then tabulated, written and plotted as one report."""
     if name not in BENCHMARKS:
         raise ValueError(f"bench: unknown benchmark {name!r}; available: {sorted(BENCHMARKS)}")
     bench = BENCHMARKS[name]()
-    report = bench.run(torch.device(device), echo=echo, **options)
+    sources = options.pop("sources", None)
+    if sources:
+        report = join_reports(name, sources)
+    else:
+        report = bench.run(torch.device(device), echo=echo, **options)
     echo(bench.table(report))
     if json_path is not None:
         echo(f"wrote {report.write_json(json_path)}")
@@ -80,3 +86,18 @@ def run_benchmark(
     if plot_path is not None:
         echo(f"wrote {bench.plot(report, plot_path)}")
     return report
+
+
+def join_reports(name: str, paths) -> BenchmarkReport:
+    """One report holding the records of the saved reports ``paths`` of benchmark ``name`` (e.g.
+    runs at several grid sizes or options, to plot together). Its device is theirs where they
+    agree, else each distinct one joined by ``" / "``; its date is the latest."""
+    reports = [BenchmarkReport.read_json(path) for path in paths]
+    if not reports:
+        raise ValueError("bench: `sources` names no report")
+    for path, report in zip(paths, reports, strict=True):
+        if report.benchmark != name:
+            raise ValueError(f"bench: {str(path)!r} is a {report.benchmark!r} report, not {name!r}")
+    devices = list(dict.fromkeys(r.device for r in reports))
+    return BenchmarkReport(name, " / ".join(devices), [rec for r in reports for rec in r.records],
+                           max(r.date for r in reports))

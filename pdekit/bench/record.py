@@ -145,6 +145,18 @@ class BenchmarkReport:
             "records": self.records,
         }
 
+    @classmethod
+    def read_json(cls, path: str | os.PathLike) -> BenchmarkReport:
+        """A report written by :meth:`write_json`."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"bench: no report at {str(path)!r}")
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["benchmark"], data["device"], list(data["records"]), data["date"])
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"bench: {str(path)!r} is not a benchmark report ({err})") from None
+
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write the report atomically (a temporary file renamed into place)."""
         path = Path(path)
