@@ -271,11 +271,12 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from pdekit.train import train_from_recipe
+    from pdekit.train import load_train_recipe, train_from_recipe
 
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     max_time = None if args.max_time is None else 60.0 * args.max_time
-    trainer = train_from_recipe(args.recipe, out=args.out, device=args.device, resume=args.resume,
+    recipe = load_train_recipe(args.recipe, args.set)
+    trainer = train_from_recipe(recipe, out=args.out, device=args.device, resume=args.resume,
                                 progress=not args.no_progress, workers=args.workers,
                                 max_time=max_time, **overrides)
     if trainer.rank == 0:
@@ -468,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change one recipe key, e.g. --set model.width=32 --set training.lr=5e-4 "
+                            "(repeatable; VALUE read as TOML; the run's recipe.json records the result)")
     train.add_argument("--max-time", type=_positive_float, default=None, metavar="MINUTES",
                        help="wall-clock budget: stop (evaluated, last.pt written) before an epoch "
                             "that would overrun it; continue later with --resume")

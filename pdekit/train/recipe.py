@@ -21,8 +21,11 @@
     name = "supervised"                 # arguments; default supervised field-to-field training
 
 Unknown keys (at the top, in ``[training]``, or model arguments the model does not take) are
-errors naming the key and the valid ones. Relative paths are taken from the working
-directory, else from the folder above the recipe's (the repository root for ``solvers/``).
+errors naming the key and the valid ones. ``KEY=VALUE`` settings (``pdekit train --set``)
+change single keys before validation: ``model.width=32``, ``training.lr=5e-4``, ``name=...``;
+the value is read as TOML (a number, ``true``, a list, a quoted string), else taken as text.
+Relative paths are taken from the working directory, else from the folder above the recipe's
+(the repository root for ``solvers/``).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import dataclasses
 import inspect
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
 import torch
 
 from pdekit.data import RecipeError, generate, load_recipe, open_dataset
@@ -42,10 +47,11 @@ from pdekit.models.registry import MODELS, build_model
 from pdekit.train.task import build_task
 from pdekit.train.trainer import Trainer, TrainingSettings
 
-__all__ = ["TrainRecipe", "load_train_recipe", "train_from_recipe"]
+__all__ = ["TrainRecipe", "apply_settings", "load_train_recipe", "train_from_recipe"]
 
 _TOP_KEYS = {"name", "description", "dataset", "data_dir", "dataset_samples", "train_split", "test_split",
              "inputs", "outputs", "model", "training", "task"}
+_TABLES = ("model", "training", "task")
 
 
 @dataclass(frozen=True)
@@ -143,11 +149,52 @@ def recipe_from_dict(data: dict, where: str = "training recipe", base: str = "."
     )
 
 
-def load_train_recipe(path: str | os.PathLike) -> TrainRecipe:
-    """Read and validate a TOML training recipe."""
+def _setting_value(text: str):
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_settings(data: dict, settings: Sequence[str]) -> dict:
+    """A copy of the recipe table ``data`` with ``KEY=VALUE`` settings applied.
+
+    ``KEY`` is a top-level key (``name``) or ``TABLE.KEY`` with ``TABLE`` one of ``model``,
+    ``training``, ``task`` (``model.width``, ``training.lr``). ``VALUE`` is read as a TOML value
+    (``32``, ``5e-4``, ``true``, ``[1, 2]``, ``"text"``); what does not parse is kept as text.
+    Keys are checked by the validation that follows, as if written in the file.
+
+    Raises
+    ------
+    RecipeError
+        A setting without ``=``, an empty key, or a dotted key outside the three tables.
+    """
+    out = {key: dict(value) if key in _TABLES else value for key, value in data.items()}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RecipeError(f"--set: expected KEY=VALUE (e.g. model.width=32), got {setting!r}")
+        table, dot, name = key.partition(".")
+        if dot and (table not in _TABLES or not name or "." in name):
+            raise RecipeError(f"--set {key!r}: a dotted key must be TABLE.KEY with TABLE one of "
+                              f"{list(_TABLES)}")
+        if dot:
+            out.setdefault(table, {})[name] = _setting_value(text.strip())
+        elif key in _TABLES:
+            raise RecipeError(f"--set {key!r}: set one key of the table, e.g. {key}.<key>=VALUE")
+        else:
+            out[key] = _setting_value(text.strip())
+    return out
+
+
+def load_train_recipe(path: str | os.PathLike, settings: Sequence[str] = ()) -> TrainRecipe:
+    """Read and validate a TOML training recipe, with ``KEY=VALUE`` ``settings`` applied
+    first (:func:`apply_settings`)."""
     path = Path(path)
-    data = read_toml(path, "training recipe")
-    return recipe_from_dict(data, f"training recipe {path.name}", base=str(path.resolve().parent.parent))
+    data = apply_settings(read_toml(path, "training recipe"), settings)
+    where = f"training recipe {path.name}" + (" with --set" if settings else "")
+    return recipe_from_dict(data, where, base=str(path.resolve().parent.parent))
 
 
 def _resolve(path: str, base: str) -> Path:
@@ -176,6 +223,24 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
     return folder
 
 
+def _check_same_model(recipe: TrainRecipe, out: Path) -> None:
+    """Resuming ``out`` with another model (or other model arguments) than it was trained with
+    is a :class:`RecipeError` naming the difference (not a state-dict mismatch deep in torch)."""
+    saved_path = out / "recipe.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    ours = json.loads(json.dumps({"model": recipe.model, "arguments": recipe.arguments}, default=str))
+    if saved.get("model") != ours["model"]:
+        raise RecipeError(f"train --resume: {out} holds a {saved.get('model')!r} model, the recipe "
+                          f"asks for {ours['model']!r}")
+    theirs = saved.get("arguments", {})
+    for key in sorted(set(theirs) | set(ours["arguments"])):
+        if theirs.get(key) != ours["arguments"].get(key):
+            raise RecipeError(f"train --resume: {out} was trained with model {key} = "
+                              f"{theirs.get(key)!r}, the recipe asks for {ours['arguments'].get(key)!r}")
+
+
 def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.PathLike | None = None,
                       device: str = "cpu", resume: bool = False, progress: bool = True,
                       workers: int = 1, max_time: float | None = None, **overrides) -> Trainer:
@@ -191,6 +256,8 @@ def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.
     if overrides:
         recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, **overrides))
     out = Path(out or Path("runs") / recipe.name)
+    if resume:
+        _check_same_model(recipe, out)
     folder = prepare_dataset(recipe, progress=progress, workers=workers)
     train = open_dataset(folder, recipe.train_split)
     test = open_dataset(folder, recipe.test_split)

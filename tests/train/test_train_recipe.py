@@ -88,6 +88,42 @@ def test_common_mistakes_get_one_clear_line(tmp_path, capsys):
     assert "not a readable pdekit checkpoint" in capsys.readouterr().err
 
 
+def test_settings_change_single_keys_before_validation(tmp_path):
+    path = _recipe(tmp_path)
+    base = load_train_recipe(path)
+    recipe = load_train_recipe(path, ["training.lr=5e-4", "training.epochs = 7", 'name="other"',
+                                      "description=plain text", "model.activation=gelu"])
+    assert (recipe.training.lr, recipe.training.epochs, recipe.name) == (5e-4, 7, "other")
+    assert recipe.description == "plain text"  # not TOML: kept as text
+    assert recipe.arguments == {**base.arguments, "activation": "gelu"}
+    assert load_train_recipe(path) == base  # the file is untouched
+    with pytest.raises(RecipeError, match=r"with --set: \[training\]: unknown key 'epoch'"):
+        load_train_recipe(path, ["training.epoch=3"])
+    with pytest.raises(RecipeError, match="takes no argument 'depth'"):
+        load_train_recipe(path, ["model.depth=3"])
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        load_train_recipe(path, ["training.lr"])
+    with pytest.raises(RecipeError, match="TABLE one of"):
+        load_train_recipe(path, ["optim.lr=1"])
+    with pytest.raises(RecipeError, match="set one key of the table"):
+        load_train_recipe(path, ["model=3"])
+
+
+def test_set_on_the_command_line_and_resume_with_another_model_is_refused(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    run = tmp_path / "run"
+    args = ["train", str(recipe), "--out", str(run), "--no-progress", "--workers", "1"]
+    assert main([*args, "--set", "training.epochs=1", "--set", "training.lr=2e-3"]) == 0
+    saved = json.loads((run / "recipe.json").read_text())
+    assert saved["training"]["epochs"] == 1 and saved["training"]["lr"] == 2e-3
+    assert main([*args, "--resume", "--set", "model.activation=tanh"]) == 2
+    assert "was trained with model activation = " in capsys.readouterr().err
+    assert main([*args, "--set", "training.epoch=1"]) == 2
+    assert "unknown key 'epoch'" in capsys.readouterr().err
+    assert main([*args, "--resume", "--set", "training.epochs=2"]) == 0
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
 def test_repository_training_recipes_validate():
     from pathlib import Path
 
