@@ -16,6 +16,10 @@ from pdekit._version import __version__
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class OptionError(ValueError):
+    """A command-line option that cannot be honoured (printed as one line, exit status 2)."""
+
+
 def _dtype(name: str | None) -> torch.dtype | None:
     return None if name is None else _DTYPES[name]
 
@@ -319,6 +323,12 @@ def _cmd_evaluate(args) -> int:
     result = task.report(model, dataset, device=args.device, metadata=meta)
     result.update({"checkpoint": str(path), "model": data["model"], "dataset": str(folder), "split": split})
     print(f"{data['model']} on {folder} ({split}, {len(dataset)} samples): {task.summary(result)}")
+    if args.against:
+        result["against"] = _paired_against(result, args.against)
+        c = result["against"]
+        print(f"against {args.against}: relative L2 difference {c['mean_difference']:+.3g} +- "
+              f"{c['standard_error']:.2g} (standard error of the paired mean), ratio "
+              f"{c['ratio']:.3f}, lower on {100 * c['lower_fraction']:.0f}% of the samples")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -329,6 +339,32 @@ def _cmd_evaluate(args) -> int:
         if written is not None:
             print(f"wrote {written}")
     return 0
+
+
+def _paired_against(result: dict, other_path: str) -> dict:
+    """:func:`~pdekit.train.evaluate.paired_comparison` of ``result`` against a saved
+    ``pdekit evaluate --json`` result on the same dataset split."""
+    from pdekit.train.evaluate import paired_comparison
+
+    path = Path(other_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--against: {other_path!r} does not exist (write one with "
+                                "`pdekit evaluate RUN --json FILE`)")
+    try:
+        other = json.loads(path.read_text())
+        theirs = [float(v) for v in other["per_sample"]]
+    except (ValueError, KeyError, TypeError):
+        raise OptionError(f"--against: {other_path!r} is not a `pdekit evaluate --json` result "
+                         "with per-sample relative L2 errors") from None
+    ours = result.get("per_sample")
+    if not isinstance(ours, list) or not all(isinstance(v, float) for v in ours):
+        raise OptionError("--against: this task reports no per-sample relative L2 errors")
+    where = (other.get("dataset"), other.get("split"))
+    if where != (result["dataset"], result["split"]) or len(theirs) != len(ours):
+        raise OptionError(f"--against: {other_path!r} holds {len(theirs)} samples of "
+                         f"{where[0]!r} ({where[1]}), this evaluation {len(ours)} of "
+                         f"{result['dataset']!r} ({result['split']}): not the same samples")
+    return {"path": other_path, "model": other.get("model"), **paired_comparison(ours, theirs)}
 
 
 def _cmd_info(args) -> int:
@@ -490,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default=None, help="write the metrics JSON here")
     evaluate.add_argument("--plot", default=None, help="PNG of predictions (default next to --json)")
     evaluate.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
+    evaluate.add_argument("--against", default=None, metavar="JSON",
+                          help="another model's `pdekit evaluate --json` result on the same samples: "
+                               "print (and save) the paired difference of relative L2")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     info = sub.add_parser("info", help="versions and devices, or a dataset's summary and integrity")
@@ -510,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     from pdekit.models import CheckpointError
 
     expected = (RecipeError, DatasetExistsError, SolveError, PermissionError, FileNotFoundError,
-                CheckpointError)
+                CheckpointError, OptionError)
     try:
         return args.handler(args)
     except expected as err:  # user errors: one clear line, no traceback

@@ -3,7 +3,8 @@
 :func:`per_sample_metrics` runs the model over a dataset's pairs and returns each metric per
 sample (the Trainer calls it every epoch); :func:`evaluate` summarises it into the JSON that
 ``pdekit evaluate`` writes, ``{"metrics": {"relative_l2": mean, ...}, "per_sample": [...]}``,
-and :func:`plot_predictions` draws prediction, truth and error for a few samples.
+:func:`plot_predictions` draws prediction, truth and error for a few samples, and
+:func:`paired_comparison` compares two models' per-sample errors on the same test samples.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from pdekit.train import metrics as M
 from pdekit.train.batches import FieldBatches
 
-__all__ = ["evaluate", "per_sample_metrics", "plot_predictions", "save_figure"]
+__all__ = ["evaluate", "paired_comparison", "per_sample_metrics", "plot_predictions", "save_figure"]
 
 ALL_METRICS = ("relative_l2", "mse", "rmse", "nrmse", "max_error", "boundary_rmse",
                "conserved_quantity_error", "vrmse", "frequency_band_rmse")
@@ -74,6 +75,44 @@ def evaluate(model: torch.nn.Module, dataset, *, inputs: Sequence[str], outputs:
     summary.update({k: float(v.mean()) for k, v in values.items() if k != "relative_l2"})
     summary.update({"samples": len(rel), "seconds_per_sample": seconds / len(rel)})
     return {"metrics": summary, "per_sample": [float(v) for v in rel]}
+
+
+def paired_comparison(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float]:
+    """Paired comparison of two models' errors on the same samples (e.g. the ``per_sample``
+    relative L2 of two :func:`evaluate` results on one test split).
+
+    Two models evaluated on the same samples share each sample's difficulty; the per-sample
+    difference ``d_i = ours_i - theirs_i`` removes it, so the standard error of its mean,
+    ``std(d) / sqrt(n)``, is usually far smaller than the spread of either error.
+
+    Parameters
+    ----------
+    ours, theirs : sequence of float
+        Errors of the two models, sample by sample, in the same order.
+
+    Returns
+    -------
+    dict
+        ``samples``; ``mean_difference`` (``mean(d)``, negative when ours is lower);
+        ``standard_error`` (of that mean, ``ddof = 1``); ``lower_fraction`` (share of samples
+        where ours is lower); ``ratio`` (``mean(ours) / mean(theirs)``).
+
+    Raises
+    ------
+    ValueError
+        If the two are of different lengths or have fewer than two samples.
+    """
+    a = torch.as_tensor(list(ours), dtype=torch.float64)
+    b = torch.as_tensor(list(theirs), dtype=torch.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"paired_comparison: `ours` and `theirs` need the same samples, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)} values")
+    if len(a) < 2:
+        raise ValueError(f"paired_comparison: need at least two samples, got {len(a)}")
+    d = a - b
+    return {"samples": len(d), "mean_difference": float(d.mean()),
+            "standard_error": float(d.std() / len(d) ** 0.5),
+            "lower_fraction": float((d < 0).double().mean()), "ratio": float(a.mean() / b.mean())}
 
 
 def plot_predictions(model: torch.nn.Module, dataset, path: str | os.PathLike, *, inputs: Sequence[str],

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +77,25 @@ def test_per_time_step_error_curve():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="differ in shape"):
         M.relative_l2(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_paired_comparison_matches_scipys_paired_t_statistic():
+    from scipy import stats
+
+    from pdekit.train.evaluate import paired_comparison
+
+    rng = np.random.default_rng(0)
+    difficulty = rng.lognormal(size=50)  # shared by both models: the pairing removes it
+    theirs = difficulty * 0.01
+    ours = theirs + rng.normal(-2e-4, 1e-4, size=50)
+    c = paired_comparison(ours, theirs)
+    assert c["samples"] == 50
+    assert c["mean_difference"] == pytest.approx(np.mean(ours - theirs))
+    t = stats.ttest_rel(ours, theirs).statistic
+    assert c["mean_difference"] / c["standard_error"] == pytest.approx(t)
+    assert c["lower_fraction"] == pytest.approx(np.mean(ours < theirs))
+    assert c["ratio"] == pytest.approx(ours.mean() / theirs.mean())
+    with pytest.raises(ValueError, match="same samples"):
+        paired_comparison(ours, theirs[:-1])
+    with pytest.raises(ValueError, match="at least two"):
+        paired_comparison([1.0], [2.0])

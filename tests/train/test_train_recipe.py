@@ -65,6 +65,31 @@ def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_evaluate_against_another_result_is_a_paired_comparison(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for seed, run in enumerate(runs):
+        assert main(["train", str(recipe), "--out", str(run), "--no-progress", "--workers", "1",
+                     "--set", f"training.seed={seed}"]) == 0
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["evaluate", str(runs[0]), "--json", str(first)]) == 0
+    assert main(["evaluate", str(runs[1]), "--json", str(second), "--against", str(first)]) == 0
+    assert "lower on" in capsys.readouterr().out
+    ours, theirs = (json.loads(path.read_text()) for path in (second, first))
+    c = ours["against"]
+    assert c["samples"] == 2 and c["path"] == str(first)
+    means = [result["metrics"]["relative_l2"] for result in (ours, theirs)]
+    assert c["mean_difference"] == pytest.approx(means[0] - means[1])
+    # not the same samples: another split
+    assert main(["evaluate", str(runs[1]), "--split", "train", "--against", str(first)]) == 2
+    assert "not the same samples" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text("{}")
+    assert main(["evaluate", str(runs[1]), "--against", str(tmp_path / "other.json")]) == 2
+    assert "is not a `pdekit evaluate --json` result" in capsys.readouterr().err
+    assert main(["evaluate", str(runs[1]), "--against", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
 def test_max_time_stops_the_command_line_run_and_resume_finishes_it(tmp_path, capsys):
     recipe = _recipe(tmp_path)  # 3 epochs
     run = tmp_path / "run"
