@@ -236,6 +236,20 @@ def _dataset_summary(path: Path) -> int:
 
 
 def _cmd_plot(args) -> int:
+    from pdekit.train.curves import is_run_folder, plot_learning_curves
+
+    runs = [path for path in args.path if is_run_folder(path)]
+    if runs:
+        if len(runs) != len(args.path):
+            other = next(path for path in args.path if path not in runs)
+            raise OptionError(f"{other!r} is not a training run folder (no metrics.jsonl): plot "
+                              "several run folders, or one dataset")
+        out = args.out or (f"{Path(runs[0]).name}-curves.png" if len(runs) == 1 else "learning-curves.png")
+        print(f"wrote {plot_learning_curves(runs, out, metric=args.metric)}")
+        return 0
+    if len(args.path) > 1:
+        raise OptionError(f"plot: one dataset at a time, got {len(args.path)} paths (or pass run folders)")
+    args.path = args.path[0]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -483,11 +497,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--no-progress", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_cmd_generate)
 
-    plot = sub.add_parser("plot", help="plot one sample of a dataset to a PNG")
-    plot.add_argument("path", help="dataset folder (or a PDEBench / The Well file)")
-    plot.add_argument("--sample", type=int, default=0, help="sample index in the split")
-    plot.add_argument("--split", default="train", help="split name")
-    plot.add_argument("--out", help="PNG path (default <dataset>-<split>-<sample>.png)")
+    plot = sub.add_parser(
+        "plot", help="plot one sample of a dataset, or the learning curves of training runs, to a PNG",
+        description="Plot one sample of a dataset (every field), or the training loss and test metric "
+                    "against the epoch of one or several training run folders (metrics.jsonl).")
+    plot.add_argument("path", nargs="+",
+                      help="dataset folder (or a PDEBench / The Well file), or run folders")
+    plot.add_argument("--sample", type=int, default=0, help="sample index in the split (dataset)")
+    plot.add_argument("--split", default="train", help="split name (dataset)")
+    plot.add_argument("--metric", default=None,
+                      help="test metric of run folders (default: the one that picks best.pt)")
+    plot.add_argument("--out", help="PNG path (default <dataset>-<split>-<sample>.png, <run>-curves.png "
+                                    "or learning-curves.png)")
     plot.set_defaults(handler=_cmd_plot)
 
     export = sub.add_parser("export", help="write a dataset in PDEBench's or The Well's layout")
