@@ -294,7 +294,8 @@ def _cmd_train(args) -> int:
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     max_time = None if args.max_time is None else 60.0 * args.max_time
     recipe = load_train_recipe(args.recipe, args.set)
-    trainer = train_from_recipe(recipe, out=args.out, device=args.device, resume=args.resume,
+    out = args.out or (args.recipe if Path(args.recipe).is_dir() else None)  # a run folder: itself
+    trainer = train_from_recipe(recipe, out=out, device=args.device, resume=args.resume,
                                 progress=not args.no_progress, workers=args.workers,
                                 max_time=max_time, **overrides)
     if trainer.rank == 0:
@@ -521,8 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a learned solver from a recipe (solvers/*.toml)",
         description="Train the model of a recipe on its dataset (generated first when the recipe "
                     "names a dataset recipe). Writes metrics.jsonl, best.pt and last.pt to --out.")
-    train.add_argument("recipe", help="training recipe, e.g. solvers/deeponet-antiderivative.toml")
-    train.add_argument("--out", default=None, help="run folder (default runs/<recipe name>)")
+    train.add_argument("recipe", help="training recipe, e.g. solvers/deeponet-antiderivative.toml, or "
+                                      "a run folder (its recipe.json; with --resume, continues it)")
+    train.add_argument("--out", default=None,
+                       help="run folder (default runs/<recipe name>, or the run folder given as recipe)")
     train.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

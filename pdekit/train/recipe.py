@@ -188,13 +188,31 @@ def apply_settings(data: dict, settings: Sequence[str]) -> dict:
     return out
 
 
+def _read_run_recipe(folder: Path) -> dict:
+    """The ``recipe.json`` of a run folder, in the shape of a TOML recipe."""
+    path = folder / "recipe.json"
+    if not path.is_file():
+        raise RecipeError(f"{str(folder)!r} is a folder without recipe.json: not a training run folder")
+    try:
+        data = json.loads(path.read_text())
+        model = {"name": data.pop("model"), **data.pop("arguments", {})}
+    except (ValueError, KeyError, TypeError):
+        raise RecipeError(f"{path}: not a recipe written by pdekit train") from None
+    return {**data, "model": model}
+
+
 def load_train_recipe(path: str | os.PathLike, settings: Sequence[str] = ()) -> TrainRecipe:
-    """Read and validate a TOML training recipe, with ``KEY=VALUE`` ``settings`` applied
-    first (:func:`apply_settings`)."""
+    """Read and validate a TOML training recipe, or the ``recipe.json`` of a run folder (the
+    recipe it was trained with, ``--set`` changes included), with ``KEY=VALUE`` ``settings``
+    applied first (:func:`apply_settings`)."""
     path = Path(path)
-    data = apply_settings(read_toml(path, "training recipe"), settings)
-    where = f"training recipe {path.name}" + (" with --set" if settings else "")
-    return recipe_from_dict(data, where, base=str(path.resolve().parent.parent))
+    if path.is_dir():
+        data, where, base = _read_run_recipe(path), f"run {path.name}", "."
+    else:
+        data, where = read_toml(path, "training recipe"), f"training recipe {path.name}"
+        base = str(path.resolve().parent.parent)
+    data = apply_settings(data, settings)
+    return recipe_from_dict(data, where + (" with --set" if settings else ""), base=base)
 
 
 def _resolve(path: str, base: str) -> Path:
@@ -223,22 +241,37 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
     return folder
 
 
-def _check_same_model(recipe: TrainRecipe, out: Path) -> None:
-    """Resuming ``out`` with another model (or other model arguments) than it was trained with
-    is a :class:`RecipeError` naming the difference (not a state-dict mismatch deep in torch)."""
+# [training] settings a resumed run may change: the rest define the optimisation it continues
+_RESUMABLE_CHANGES = {"epochs", "eval_every", "checkpoint_every", "preload", "num_workers", "compile"}
+
+
+def _check_resumable(recipe: TrainRecipe, out: Path) -> None:
+    """Resuming ``out`` with another model, other model arguments or other optimisation settings
+    than it was trained with is a :class:`RecipeError` naming the first difference (rather than
+    a state-dict mismatch deep in torch, or a ``recipe.json`` that no longer tells the truth)."""
     saved_path = out / "recipe.json"
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text())
-    ours = json.loads(json.dumps({"model": recipe.model, "arguments": recipe.arguments}, default=str))
+    ours = json.loads(json.dumps(recipe.to_dict(), default=str))
+    hint = f"resume from the run folder itself (`pdekit train {out} --resume`)"
     if saved.get("model") != ours["model"]:
         raise RecipeError(f"train --resume: {out} holds a {saved.get('model')!r} model, the recipe "
-                          f"asks for {ours['model']!r}")
-    theirs = saved.get("arguments", {})
-    for key in sorted(set(theirs) | set(ours["arguments"])):
-        if theirs.get(key) != ours["arguments"].get(key):
-            raise RecipeError(f"train --resume: {out} was trained with model {key} = "
-                              f"{theirs.get(key)!r}, the recipe asks for {ours['arguments'].get(key)!r}")
+                          f"asks for {ours['model']!r}; {hint}")
+    signature = inspect.signature(MODELS[recipe.model].__init__).parameters.values()
+    defaults = {  # what a key left out of one of the two recipes stood for
+        "arguments": {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty},
+        "training": {f.name: f.default for f in dataclasses.fields(TrainingSettings)},
+    }
+    defaults = json.loads(json.dumps(defaults, default=str))
+    for table, skip in (("arguments", set()), ("training", _RESUMABLE_CHANGES)):
+        theirs = {**defaults[table], **saved.get(table, {})}
+        mine = {**defaults[table], **ours[table]}
+        for key in sorted((set(theirs) | set(mine)) - skip):
+            if theirs.get(key) != mine.get(key):
+                what = "model" if table == "arguments" else "training"
+                raise RecipeError(f"train --resume: {out} was trained with {what} {key} = "
+                                  f"{theirs.get(key)!r}, the recipe asks for {mine.get(key)!r}; {hint}")
 
 
 def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.PathLike | None = None,
@@ -257,7 +290,7 @@ def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.
         recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, **overrides))
     out = Path(out or Path("runs") / recipe.name)
     if resume:
-        _check_same_model(recipe, out)
+        _check_resumable(recipe, out)
     folder = prepare_dataset(recipe, progress=progress, workers=workers)
     train = open_dataset(folder, recipe.train_split)
     test = open_dataset(folder, recipe.test_split)

@@ -134,7 +134,7 @@ def test_settings_change_single_keys_before_validation(tmp_path):
         load_train_recipe(path, ["model=3"])
 
 
-def test_set_on_the_command_line_and_resume_with_another_model_is_refused(tmp_path, capsys):
+def test_set_on_the_command_line_resume_checks_and_run_folders_as_recipes(tmp_path, capsys):
     recipe = _recipe(tmp_path)
     run = tmp_path / "run"
     args = ["train", str(recipe), "--out", str(run), "--no-progress", "--workers", "1"]
@@ -145,8 +145,17 @@ def test_set_on_the_command_line_and_resume_with_another_model_is_refused(tmp_pa
     assert "was trained with model activation = " in capsys.readouterr().err
     assert main([*args, "--set", "training.epoch=1"]) == 2
     assert "unknown key 'epoch'" in capsys.readouterr().err
-    assert main([*args, "--resume", "--set", "training.epochs=2"]) == 0
+    assert main([*args, "--resume", "--set", "training.epochs=2"]) == 2  # the file's lr is 1e-3
+    assert "was trained with training lr = 0.002, the recipe asks for 0.001" in capsys.readouterr().err
+    assert main([*args, "--resume", "--set", "training.epochs=2", "--set", "training.lr=2e-3"]) == 0
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    # a run folder is its own recipe (the settings it ran with) and its own --out
+    assert load_train_recipe(run).training.lr == 2e-3
+    assert main(["train", str(run), "--resume", "--epochs", "3", "--no-progress"]) == 0
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((run / "recipe.json").read_text())["training"]["lr"] == 2e-3
+    with pytest.raises(RecipeError, match="not a training run folder"):
+        load_train_recipe(tmp_path / "data")
 
 
 def test_repository_training_recipes_validate():
