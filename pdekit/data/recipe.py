@@ -225,6 +225,15 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
                   solver=solver)
 
 
+def toml_value(text: str):
+    """``text`` read as one TOML value (``32``, ``5e-4``, ``true``, ``[1, 2]``, ``"a b"``), or
+    ``text`` itself when it is not one (so ``gelu`` needs no quotes on a command line)."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 def read_toml(path: str | os.PathLike, what: str = "recipe") -> dict:
     """The table of a TOML file; a missing file or invalid TOML is a :class:`RecipeError`."""
     path = Path(path)

@@ -17,8 +17,6 @@ from pathlib import Path
 __all__ = ["is_run_folder", "plot_learning_curves", "read_metrics", "selected_metric"]
 
 
-
-
 def is_run_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a training run folder (it holds ``metrics.jsonl``)."""
     return (Path(path) / "metrics.jsonl").is_file()

@@ -38,11 +38,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
 import torch
 
 from pdekit.data import RecipeError, generate, load_recipe, open_dataset
-from pdekit.data.recipe import read_toml, validate_dataclass
+from pdekit.data.recipe import read_toml, toml_value, validate_dataclass
 from pdekit.models.registry import MODELS, build_model
 from pdekit.train.task import build_task
 from pdekit.train.trainer import Trainer, TrainingSettings
@@ -149,13 +148,6 @@ def recipe_from_dict(data: dict, where: str = "training recipe", base: str = "."
     )
 
 
-def _setting_value(text: str):
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def apply_settings(data: dict, settings: Sequence[str]) -> dict:
     """A copy of the recipe table ``data`` with ``KEY=VALUE`` settings applied.
 
@@ -180,11 +172,11 @@ def apply_settings(data: dict, settings: Sequence[str]) -> dict:
             raise RecipeError(f"--set {key!r}: a dotted key must be TABLE.KEY with TABLE one of "
                               f"{list(_TABLES)}")
         if dot:
-            out.setdefault(table, {})[name] = _setting_value(text.strip())
+            out.setdefault(table, {})[name] = toml_value(text.strip())
         elif key in _TABLES:
             raise RecipeError(f"--set {key!r}: set one key of the table, e.g. {key}.<key>=VALUE")
         else:
-            out[key] = _setting_value(text.strip())
+            out[key] = toml_value(text.strip())
     return out
 
 
