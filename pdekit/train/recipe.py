@@ -44,7 +44,7 @@ from pdekit.data import RecipeError, generate, load_recipe, open_dataset
 from pdekit.data.recipe import read_toml, toml_value, validate_dataclass
 from pdekit.models.registry import MODELS, build_model
 from pdekit.train.task import build_task
-from pdekit.train.trainer import Trainer, TrainingSettings
+from pdekit.train.trainer import EPOCH_SCHEDULES, Trainer, TrainingSettings
 
 __all__ = ["TrainRecipe", "apply_settings", "load_train_recipe", "train_from_recipe"]
 
@@ -233,7 +233,8 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
     return folder
 
 
-# [training] settings a resumed run may change: the rest define the optimisation it continues
+# [training] settings a resumed run may change (epochs only under a schedule that does not depend
+# on it): the rest define the optimisation it continues
 _RESUMABLE_CHANGES = {"epochs", "eval_every", "checkpoint_every", "preload", "num_workers", "compile"}
 
 
@@ -256,7 +257,10 @@ def _check_resumable(recipe: TrainRecipe, out: Path) -> None:
         "training": {f.name: f.default for f in dataclasses.fields(TrainingSettings)},
     }
     defaults = json.loads(json.dumps(defaults, default=str))
-    for table, skip in (("arguments", set()), ("training", _RESUMABLE_CHANGES)):
+    resumable = set(_RESUMABLE_CHANGES)
+    if recipe.training.scheduler in EPOCH_SCHEDULES:  # their learning rate is a function of epochs
+        resumable.discard("epochs")
+    for table, skip in (("arguments", set()), ("training", resumable)):
         theirs = {**defaults[table], **saved.get(table, {})}
         mine = {**defaults[table], **ours[table]}
         for key in sorted((set(theirs) | set(mine)) - skip):

@@ -37,7 +37,10 @@ from pdekit.train.batches import epoch_permutation
 from pdekit.train.metrics import mse, relative_l2
 from pdekit.train.task import Task, task_spec
 
-__all__ = ["LOSSES", "Trainer", "TrainingSettings"]
+__all__ = ["EPOCH_SCHEDULES", "LOSSES", "Trainer", "TrainingSettings"]
+
+# schedules whose learning rate depends on the number of epochs: a resumed run must keep it
+EPOCH_SCHEDULES = ("cosine", "onecycle")
 
 LOSSES = {"relative_l2": relative_l2, "mse": mse}  # the supervised task's `loss` setting
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -238,6 +241,12 @@ class Trainer:
             for name, value in data["normalization"].items():
                 getattr(self.model, name).copy_(value)
         state = data["training"]
+        saved_epochs = state.get("settings", {}).get("epochs", self.settings.epochs)
+        if self.settings.scheduler in EPOCH_SCHEDULES and saved_epochs != self.settings.epochs:
+            raise ValueError(
+                f"Trainer: {path} ran a {self.settings.scheduler!r} schedule over {saved_epochs} epochs; "
+                f"its learning rate is a function of that count, so it cannot continue as one over "
+                f"{self.settings.epochs} (resume with epochs = {saved_epochs}, or start a new run)")
         if self.ema is not None:  # the saved model holds the average; the raw weights are kept aside
             raws = state["raw_parameters"]
             for shadow, p, raw in zip(self.ema, self.model.parameters(), raws, strict=True):

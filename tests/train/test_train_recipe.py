@@ -156,6 +156,12 @@ def test_set_on_the_command_line_resume_checks_and_run_folders_as_recipes(tmp_pa
     assert json.loads((run / "recipe.json").read_text())["training"]["lr"] == 2e-3
     with pytest.raises(RecipeError, match="not a training run folder"):
         load_train_recipe(tmp_path / "data")
+    # under a schedule over the epoch count, --epochs cannot change on resume
+    cosine = tmp_path / "cosine"
+    assert main([*args, "--out", str(cosine), "--set", "training.scheduler=cosine",
+                 "--set", "training.epochs=1"]) == 0
+    assert main(["train", str(cosine), "--resume", "--epochs", "2", "--no-progress"]) == 2
+    assert "was trained with training epochs = 1, the recipe asks for 2" in capsys.readouterr().err
 
 
 def test_repository_training_recipes_validate():

@@ -77,6 +77,15 @@ def test_resume_after_a_stop_gives_the_same_final_weights(tmp_path):
     assert epochs == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_schedule_over_the_epoch_count_cannot_be_resumed_over_another(tmp_path):
+    # cosine's learning rate at an epoch depends on the count: 3 epochs of a 6-epoch schedule are
+    # not 3 epochs of a 3-epoch one (and onecycle cannot step past its count at all)
+    _trainer(tmp_path, epochs=3, scheduler="cosine").fit()
+    with pytest.raises(ValueError, match=r"'cosine' schedule over 3 epochs.*resume with epochs = 3"):
+        _trainer(tmp_path, epochs=6, resume=True, scheduler="cosine")
+    assert _trainer(tmp_path, epochs=3, resume=True, scheduler="cosine").epoch == 3
+
+
 def test_bad_settings_and_missing_resume_are_refused(tmp_path):
     with pytest.raises(ValueError, match="`loss` must be one of"):
         TrainingSettings(loss="l1")
