@@ -235,18 +235,18 @@ class Trainer:
         if path is None or not path.is_file():
             raise FileNotFoundError(f"Trainer: nothing to resume: {path} does not exist")
         data = load_checkpoint(path)
+        saved_epochs = data["training"].get("settings", {}).get("epochs", self.settings.epochs)
+        if self.settings.scheduler in EPOCH_SCHEDULES and saved_epochs != self.settings.epochs:
+            raise ValueError(
+                f"Trainer: {path} ran a {self.settings.scheduler!r} schedule over {saved_epochs} epochs; "
+                f"its learning rate is a function of that count, so it cannot continue as one over "
+                f"{self.settings.epochs} (resume with epochs = {saved_epochs}, or start a new run)")
         inner = self.model.model if isinstance(self.model, NormalizedModel) else self.model
         inner.load_state_dict(data["state_dict"])
         if isinstance(self.model, NormalizedModel):
             for name, value in data["normalization"].items():
                 getattr(self.model, name).copy_(value)
         state = data["training"]
-        saved_epochs = state.get("settings", {}).get("epochs", self.settings.epochs)
-        if self.settings.scheduler in EPOCH_SCHEDULES and saved_epochs != self.settings.epochs:
-            raise ValueError(
-                f"Trainer: {path} ran a {self.settings.scheduler!r} schedule over {saved_epochs} epochs; "
-                f"its learning rate is a function of that count, so it cannot continue as one over "
-                f"{self.settings.epochs} (resume with epochs = {saved_epochs}, or start a new run)")
         if self.ema is not None:  # the saved model holds the average; the raw weights are kept aside
             raws = state["raw_parameters"]
             for shadow, p, raw in zip(self.ema, self.model.parameters(), raws, strict=True):
