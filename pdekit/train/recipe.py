@@ -105,9 +105,14 @@ class TrainRecipe:
         return out
 
 
+def _model_signature(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of registered model ``name`` (without ``self``)."""
+    parameters = inspect.signature(MODELS[name].__init__).parameters
+    return {key: p for key, p in parameters.items() if key != "self"}
+
+
 def _model_parameters(name: str) -> set[str]:
-    signature = inspect.signature(MODELS[name].__init__)
-    return {p for p in signature.parameters if p != "self"}
+    return set(_model_signature(name))
 
 
 def recipe_from_dict(data: dict, where: str = "training recipe", base: str = ".") -> TrainRecipe:
@@ -251,7 +256,7 @@ def _check_resumable(recipe: TrainRecipe, out: Path) -> None:
     if saved.get("model") != ours["model"]:
         raise RecipeError(f"train --resume: {out} holds a {saved.get('model')!r} model, the recipe "
                           f"asks for {ours['model']!r}; {hint}")
-    signature = inspect.signature(MODELS[recipe.model].__init__).parameters.values()
+    signature = _model_signature(recipe.model).values()
     defaults = {  # what a key left out of one of the two recipes stood for
         "arguments": {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty},
         "training": {f.name: f.default for f in dataclasses.fields(TrainingSettings)},
