@@ -21,7 +21,8 @@ Run from the repository root (after generating the three test sets)::
     pdekit generate datasets/darcy-test141.toml --out data/darcy-test141
     python examples/lsm_darcy_study.py --json runs/lsm-darcy-study.json
 
-``--quick`` uses two freshly generated samples instead of the datasets (seconds).
+``--quick`` uses two freshly generated samples instead of the datasets (seconds);
+``--timing-only`` skips the resolution study (it needs no test sets then).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--quick", action="store_true", help="two fresh samples instead of the datasets")
     parser.add_argument("--device", default="cpu", help="where the model and the timed solves run")
+    parser.add_argument("--timing-only", action="store_true", help="skip the resolution study")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
@@ -108,7 +110,8 @@ def main() -> None:
                     "timing": {}}
 
     # 1. resolution study
-    for size, folder in zip((43, 85, 141), args.data, strict=True):
+    studied = [] if args.timing_only else zip((43, 85, 141), args.data, strict=True)
+    for size, folder in studied:
         if args.quick:
             factor = (FINE - 1) // (size - 1)
             a = torch.tensor(np.stack([subsample(x, factor) for x in fine_a]), dtype=torch.float32)[:, None]

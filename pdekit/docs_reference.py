@@ -233,7 +233,9 @@ def cli_reference() -> str:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {a.dest: a.help for a in subparsers._choices_actions}
     parts = ["# Command-line reference\n\n", _HEADER,
-             f"{parser.description} `pdekit COMMAND --help` prints the same.\n\n",
+             f"{parser.description} `pdekit COMMAND --help` prints the same; `python -m pdekit` "
+             "runs the same commands where the package is importable but not installed "
+             "(`PYTHONPATH=.` in a checkout).\n\n",
              "| command | what it does |\n|---|---|\n",
              *(f"| [`{name}`](#pdekit-{name}) | {_sentence(helps.get(name) or '')} |\n"
                for name in subparsers.choices),

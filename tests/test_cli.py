@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,14 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("solve", "bench", "demo", "info"):
         assert command in out
+
+
+def test_python_m_pdekit_runs_the_commands():
+    result = subprocess.run([sys.executable, "-m", "pdekit", "info"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("pdekit ")
+    assert subprocess.run([sys.executable, "-m", "pdekit", "nonsense"], capture_output=True).returncode == 2
 
 
 def test_solve_a_poisson_problem_as_json(capsys):

@@ -17,6 +17,7 @@ LAYERS = {
     "pdekit.bench": 4,
     "pdekit.cli": 5,
     "pdekit.docs_reference": 6,  # pages generated from every layer, the command line included
+    "pdekit.__main__": 6,  # `python -m pdekit`: the command line
 }
 FORBIDDEN_LOW = {"torch_geometric", "h5py", "xarray", "h5netcdf", "matplotlib", "tqdm", "argparse"}
 

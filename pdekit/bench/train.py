@@ -11,6 +11,12 @@ on CUDA the peak device memory of each run.
 ``--problems lsm`` (not in the default set: heavy on a CPU) trains the Latent Spectral Model
 with the paper's Darcy configuration as ``solvers/lsm-darcy.toml`` gives it (width 64, batch 20,
 85 x 85; Wu et al. 2023): the training throughput and memory a user gets from that recipe.
+
+On CUDA the Trainer also runs as recipes train there: ``pdekit-trainer-bf16`` (bf16 autocast,
+the default ``amp``) and ``pdekit-trainer-bf16-compile`` (and ``compile = true``); their
+``speedup`` is against the float32 Trainer. With ``--problems lsm`` the report's ``lsm-85``
+records also give the projected time of the paper's 501 epochs of 1000 samples
+(``paper_budget_hours``), the figure that says whether that run fits a GPU session.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pdekit.train.metrics import relative_l2
 __all__ = ["run"]
 
 PROBLEMS = ("deeponet-cnn", "multionet", "lsm")
+PAPER_SAMPLES = 501 * 1000  # solvers/lsm-darcy.toml: 501 epochs of the 1000 training samples
 LSM_RECIPE = Path(__file__).resolve().parents[2] / "solvers" / "lsm-darcy.toml"
 
 
@@ -77,6 +84,19 @@ def _bare_loop(model, x, y, epochs: int, batch_size: int, device) -> float:
     return time.perf_counter() - started
 
 
+def trainer_variants(device: torch.device) -> dict[str, dict]:
+    """The Trainer configurations measured on ``device``: method name -> Trainer keywords.
+
+    The float32 Trainer everywhere (compared with the bare float32 loop); on CUDA also bf16
+    autocast, and bf16 autocast with ``torch.compile``, as recipes train there.
+    """
+    variants = {"pdekit-trainer": {"amp": False}}
+    if device.type == "cuda":
+        variants["pdekit-trainer-bf16"] = {"amp": True}
+        variants["pdekit-trainer-bf16-compile"] = {"amp": True, "compile": True}
+    return variants
+
+
 def run(
     device: str | torch.device = "cpu",
     *,
@@ -106,8 +126,9 @@ def run(
     y = torch.rand(count, 1, n, n, generator=g)
     report = BenchmarkReport("train", describe_device(device))
     echo(f"device: {report.device}; {count} samples of {n}x{n}, batch {batch}, {epochs} epochs")
+    variants = trainer_variants(device)
     for name in problems:
-        for method in ("bare-pytorch-loop", "pdekit-trainer", "bare-pytorch-loop", "pdekit-trainer"):
+        for method in ["bare-pytorch-loop", *variants] * 2:
             model = _model(name, n, quick).to(device)
             if method == "bare-pytorch-loop":
                 _bare_loop(model, x, y, 1, batch, device)  # warm-up
@@ -115,13 +136,13 @@ def run(
                 _reset_peak_memory(device)
                 seconds = _bare_loop(_model(name, n, quick).to(device), x, y, epochs, batch, device)
             else:
-                trainer = Trainer(model, _Fields(x, y), epochs=epochs, batch_size=batch, normalization="none",
-                                  device=device, progress=False, amp=False)
-                trainer.train_epoch(0)  # warm-up
+                options = dict(epochs=epochs, batch_size=batch, normalization="none", device=device,
+                               progress=False, **variants[method])
+                trainer = Trainer(model, _Fields(x, y), **options)
+                trainer.train_epoch(0)  # warm-up (and compilation)
                 del trainer, model
                 _reset_peak_memory(device)
-                trainer = Trainer(_model(name, n, quick), _Fields(x, y), epochs=epochs, batch_size=batch,
-                                  normalization="none", device=device, progress=False, amp=False)
+                trainer = Trainer(_model(name, n, quick), _Fields(x, y), **options)
                 synchronize(device)
                 started = time.perf_counter()
                 trainer.fit()
@@ -148,7 +169,9 @@ def _peak_memory_mib(device: torch.device) -> float | None:
 
 
 def _summarise(report: BenchmarkReport) -> None:
-    """Keep the best of the two runs of each method; add the Trainer's overhead."""
+    """Keep the best of the two runs of each method; add the float32 Trainer's overhead against
+    the bare loop, the other Trainer variants' speed-up against the float32 Trainer and, for the
+    LSM on its Darcy grid, the projected hours of the paper's budget."""
     best: dict[tuple[str, str], dict] = {}
     for r in report.records:
         key = (r["problem"], r["method"])
@@ -157,7 +180,13 @@ def _summarise(report: BenchmarkReport) -> None:
     report.records[:] = list(best.values())
     for r in report.records:
         bare = best[(r["problem"], "bare-pytorch-loop")]["samples_per_second"]
-        r["overhead"] = 1 - r["samples_per_second"] / bare
+        trainer = best[(r["problem"], "pdekit-trainer")]["samples_per_second"]
+        if r["method"] == "pdekit-trainer":
+            r["overhead"] = 1 - r["samples_per_second"] / bare
+        elif r["method"] != "bare-pytorch-loop":
+            r["speedup"] = r["samples_per_second"] / trainer
+        if r["problem"] == "lsm-85":
+            r["paper_budget_hours"] = PAPER_SAMPLES / r["samples_per_second"] / 3600
 
 
 def plot(report: BenchmarkReport, path: str | Path) -> Path:
@@ -168,12 +197,14 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     problems = list(dict.fromkeys(r["problem"] for r in report.records))
+    methods = list(dict.fromkeys(r["method"] for r in report.records))
+    width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for k, method in enumerate(("bare-pytorch-loop", "pdekit-trainer")):
-        values = [next(r["samples_per_second"] for r in report.records
-                       if r["problem"] == p and r["method"] == method) for p in problems]
-        ax.bar([i + 0.4 * k for i in range(len(problems))], values, width=0.4, label=method)
-    ax.set_xticks([i + 0.2 for i in range(len(problems))], problems)
+    for k, method in enumerate(methods):
+        values = [next((r["samples_per_second"] for r in report.records
+                        if r["problem"] == p and r["method"] == method), 0.0) for p in problems]
+        ax.bar([i + width * k for i in range(len(problems))], values, width=width, label=method)
+    ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(problems))], problems)
     ax.set_ylabel("training samples per second")
     ax.legend()
     ax.set_title(f"pdekit bench train ({report.device})", fontsize=9)
@@ -181,6 +212,7 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
 
 
 def summary_table(report: BenchmarkReport) -> str:
-    """Samples per second and the Trainer's overhead against the bare loop."""
-    return format_table(report.records, ["problem", "method", "seconds", "samples_per_second", "overhead",
-                                         "peak_memory_mib"])
+    """Samples per second, the Trainer's overhead against the bare loop and the variants' speed-up."""
+    columns = ["problem", "method", "seconds", "samples_per_second", "overhead", "speedup",
+               "peak_memory_mib", "paper_budget_hours"]
+    return format_table(report.records, [c for c in columns if any(c in r for r in report.records)])

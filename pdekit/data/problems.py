@@ -85,6 +85,17 @@ class Problem:
         return params
 
 
+class BatchedProblem(Problem):
+    """A problem whose solver works on batches: it defines :meth:`sample_batch`, and one
+    sample is a batch of one."""
+
+    def sample(self, params, solver, rng: np.random.Generator) -> tuple[dict, dict]:
+        return self.sample_batch(params, solver, [rng])[0]
+
+    def sample_batch(self, params, solver, rngs: list[np.random.Generator]) -> list[tuple[dict, dict]]:
+        raise NotImplementedError
+
+
 _SOLVER_SCALARS = {"iterations": "1", "relative_residual": "1"}
 
 
@@ -337,7 +348,7 @@ class DiffusionSorptionParameters:
             raise ValueError(f"`u0_range` must be [low, high] with 0 <= low <= high, got {self.u0_range}")
 
 
-class DiffusionSorptionProblem(Problem):
+class DiffusionSorptionProblem(BatchedProblem):
     name = "diffusion-sorption"
     Parameters = DiffusionSorptionParameters
     description = "u_t = D / R(u) u_xx, Freundlich sorption; u(0,t) = 1, u(1,t) = D u_x(1,t) (PDEBench)"
@@ -350,9 +361,6 @@ class DiffusionSorptionProblem(Problem):
                     "x": (np.arange(params.nx) + 0.5) / params.nx},
             scalars={"u0": "1", "newton_iterations": "1"},
         )
-
-    def sample(self, params, solver, rng):
-        return self.sample_batch(params, solver, [rng])[0]
 
     def sample_batch(self, params: DiffusionSorptionParameters, solver, rngs):
         u0 = np.array([rng.uniform(*params.u0_range) for rng in rngs])
@@ -406,7 +414,7 @@ class NavierStokes2DParameters:
             raise ValueError("need nt >= 2, t_end > 0, nu >= 0, length_scale > 0 and std > 0")
 
 
-class NavierStokes2DProblem(Problem):
+class NavierStokes2DProblem(BatchedProblem):
     name = "navier-stokes2d"
     Parameters = NavierStokes2DParameters
     description = "w_t + u.grad w = nu Laplacian w, periodic, unforced; GRF initial vorticity (PI-HC-MoE)"
@@ -422,9 +430,6 @@ class NavierStokes2DProblem(Problem):
             coords={"t": np.linspace(0.0, params.t_end, params.nt), "x": x, "y": x.copy()},
             scalars={"steps": "1", "dt": "s"},
         )
-
-    def sample(self, params, solver, rng):
-        return self.sample_batch(params, solver, [rng])[0]
 
     def sample_batch(self, params: NavierStokes2DParameters, solver, rngs):
         w0 = np.stack([periodic_gaussian_random_field(params.size, rng, length_scale=params.length_scale,
@@ -497,7 +502,7 @@ class KuramotoSivashinskyParameters:
             raise ValueError("need frames >= 2, eval_frames >= 2, burn_in >= 0, substeps >= 1")
 
 
-class KuramotoSivashinskyProblem(Problem):
+class KuramotoSivashinskyProblem(BatchedProblem):
     name = "ks1d"
     Parameters = KuramotoSivashinskyParameters
     description = "u_t + u u_x + u_xx + nu u_xxxx = 0, periodic; ETDRK4 trajectories (PDE-Refiner)"
@@ -523,9 +528,6 @@ class KuramotoSivashinskyProblem(Problem):
         u0 = ks_initial_condition(params.points, length, rng, terms=params.terms,
                                   amplitude=params.amplitude, wavenumbers=tuple(params.wavenumbers))
         return u0, length, dt, nu
-
-    def sample(self, params, solver, rng):
-        return self.sample_batch(params, solver, [rng])[0]
 
     def sample_batch(self, params: KuramotoSivashinskyParameters, solver, rngs):
         drawn = [self._draw(params, rng) for rng in rngs]
@@ -580,7 +582,7 @@ class Burgers2DParameters:
             raise ValueError("need frames >= 2, terms >= 1, wavenumbers >= 1")
 
 
-class Burgers2DProblem(Problem):
+class Burgers2DProblem(BatchedProblem):
     name = "burgers2d"
     Parameters = Burgers2DParameters
     description = "u_t + u (u_x + u_y) = nu Laplacian u, periodic; pseudo-spectral IF-RK4 (MM-PDE)"
@@ -593,9 +595,6 @@ class Burgers2DProblem(Problem):
             coords={"t": np.linspace(0.0, params.t_end, params.frames), "x": x, "y": x.copy()},
             scalars={"nu": "1", "dt": "s"},
         )
-
-    def sample(self, params, solver, rng):
-        return self.sample_batch(params, solver, [rng])[0]
 
     def sample_batch(self, params: Burgers2DParameters, solver, rngs):
         u0 = torch.tensor(np.stack([

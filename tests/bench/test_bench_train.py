@@ -1,8 +1,11 @@
 import pytest
+import torch
 
 from pdekit.bench import run_benchmark
-from pdekit.bench.train import LSM_RECIPE, _model
+from pdekit.bench.record import BenchmarkReport
+from pdekit.bench.train import LSM_RECIPE, _model, _summarise, summary_table, trainer_variants
 from pdekit.models.registry import model_arguments, model_name
+from pdekit.train import TrainingSettings
 from pdekit.train.recipe import load_train_recipe
 
 
@@ -29,3 +32,29 @@ def test_bench_train_lsm_is_the_recipes_model():
 def test_bench_train_names_an_unknown_problem():
     with pytest.raises(ValueError, match=r"unknown problem 'fno'.*lsm"):
         run_benchmark("train", problems=["fno"], json_path=None, echo=lambda *_: None)
+
+
+def test_bench_train_measures_bf16_and_compile_on_cuda_only():
+    assert list(trainer_variants(torch.device("cpu"))) == ["pdekit-trainer"]
+    cuda = trainer_variants(torch.device("cuda"))
+    assert cuda == {"pdekit-trainer": {"amp": False}, "pdekit-trainer-bf16": {"amp": True},
+                    "pdekit-trainer-bf16-compile": {"amp": True, "compile": True}}
+    # every variant is a valid Trainer configuration
+    for options in cuda.values():
+        TrainingSettings(**options)
+
+
+def test_bench_train_summary_gives_speedups_and_the_paper_budget():
+    report = BenchmarkReport("train", "test")
+    for method, rate in [("bare-pytorch-loop", 100.0), ("pdekit-trainer", 90.0), ("pdekit-trainer", 95.0),
+                         ("pdekit-trainer-bf16", 190.0), ("bare-pytorch-loop", 80.0)]:
+        report.add("lsm-85", method, samples_per_second=rate)
+    _summarise(report)
+    by = {r["method"]: r for r in report.records}
+    assert len(report.records) == 3  # the best of the repeated runs
+    assert by["pdekit-trainer"]["overhead"] == pytest.approx(0.05)
+    assert by["pdekit-trainer-bf16"]["speedup"] == pytest.approx(2.0)
+    assert "speedup" not in by["bare-pytorch-loop"] and "overhead" not in by["pdekit-trainer-bf16"]
+    # 501 epochs of 1000 samples at 190 samples per second
+    assert by["pdekit-trainer-bf16"]["paper_budget_hours"] == pytest.approx(501_000 / 190 / 3600)
+    assert "paper_budget_hours" in summary_table(report)
