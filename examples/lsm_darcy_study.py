@@ -22,7 +22,9 @@ Run from the repository root (after generating the three test sets)::
     python examples/lsm_darcy_study.py --json runs/lsm-darcy-study.json
 
 ``--quick`` uses two freshly generated samples instead of the datasets (seconds);
-``--timing-only`` skips the resolution study (it needs no test sets then).
+``--timing-only`` skips the resolution study (it needs no test sets then);
+``--resolution-only`` skips the timing (for a new checkpoint: the timing does not depend on
+the weights, and it wants a machine with nothing else running).
 """
 
 from __future__ import annotations
@@ -99,13 +101,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two fresh samples instead of the datasets")
     parser.add_argument("--device", default="cpu", help="where the model and the timed solves run")
     parser.add_argument("--timing-only", action="store_true", help="skip the resolution study")
+    parser.add_argument("--resolution-only", action="store_true", help="skip the timing")
     args = parser.parse_args()
+    if args.timing_only and args.resolution_only:
+        parser.error("--timing-only and --resolution-only exclude each other")
     torch.set_num_threads(1)
     device = torch.device(args.device)
 
     model = pdekit.load(args.checkpoint, expected="lsm").to(device)
-    fine_a, fine_u, solve_seconds = fresh_samples(2 if args.quick else args.timing_samples, seed=12345,
-                                                  device=device)
+    fresh = 2 if args.quick else 0 if args.resolution_only else args.timing_samples
+    fine_a, fine_u, solve_seconds = fresh_samples(fresh, seed=12345, device=device)
     result: dict = {"checkpoint": args.checkpoint, "device": describe_device(device), "resolution": {},
                     "timing": {}}
 
@@ -128,47 +133,49 @@ def main() -> None:
               f"through 85 x 85: {via.mean():.4f} +- {via.std():.4f}   ({len(direct)} samples)")
 
     # 2. timing (one thread, or the device): model at batch 1 and batched, classical at 421 and 85
-    a85 = torch.tensor(np.stack([subsample(x, 5) for x in fine_a]), dtype=torch.float32)[:, None].to(device)
-    timing = result["timing"]
-    batch = 4 if args.quick else 20
-    with torch.no_grad():
-        model(a85[:1])  # warm-up
-        calls = []
-        for i in range(len(a85)):
-            synchronize(device)
-            started = time.perf_counter()
-            model(a85[i:i + 1])
-            synchronize(device)
-            calls.append(time.perf_counter() - started)
-        timing["lsm_batch1_seconds"] = float(np.median(calls))
-        x = a85[torch.arange(batch) % len(a85)]
-        calls = []
-        for _ in range(3):
-            synchronize(device)
-            started = time.perf_counter()
-            model(x)
-            synchronize(device)
-            calls.append((time.perf_counter() - started) / batch)
-        timing["batch"] = batch
-        timing["lsm_batched_seconds_per_sample"] = float(np.median(calls))
-    timing["classical_421_seconds"] = float(np.median(solve_seconds))
-    coarse_seconds, coarse_errors = [], []
-    for a, u in zip(fine_a, fine_u, strict=True):
-        u85, elapsed = timed_solve(subsample(a, 5), device)
-        coarse_seconds.append(elapsed)
-        ref = subsample(u, 5)
-        coarse_errors.append(float(np.linalg.norm(u85 - ref) / np.linalg.norm(ref)))
-    timing["classical_85_seconds"] = float(np.median(coarse_seconds))
-    timing["classical_85_relative_l2"] = float(np.mean(coarse_errors))
-    timing["speedup_batch1"] = timing["classical_421_seconds"] / timing["lsm_batch1_seconds"]
-    timing["speedup_batched"] = timing["classical_421_seconds"] / timing["lsm_batched_seconds_per_sample"]
-    timing["samples"] = len(fine_a)
-    print(f"LSM per sample: {timing['lsm_batch1_seconds'] * 1e3:.1f} ms (batch 1), "
-          f"{timing['lsm_batched_seconds_per_sample'] * 1e3:.1f} ms (batch {batch}); "
-          f"classical 421 x 421: {timing['classical_421_seconds'] * 1e3:.0f} ms "
-          f"(speed-up {timing['speedup_batch1']:.1f}x, {timing['speedup_batched']:.1f}x); "
-          f"classical 85 x 85: {timing['classical_85_seconds'] * 1e3:.1f} ms at relative L2 "
-          f"{timing['classical_85_relative_l2']:.4f} against the 421 x 421 solve")
+    if not args.resolution_only:
+        a85 = torch.tensor(np.stack([subsample(x, 5) for x in fine_a]), dtype=torch.float32)[:, None]
+        a85 = a85.to(device)
+        timing = result["timing"]
+        batch = 4 if args.quick else 20
+        with torch.no_grad():
+            model(a85[:1])  # warm-up
+            calls = []
+            for i in range(len(a85)):
+                synchronize(device)
+                started = time.perf_counter()
+                model(a85[i:i + 1])
+                synchronize(device)
+                calls.append(time.perf_counter() - started)
+            timing["lsm_batch1_seconds"] = float(np.median(calls))
+            x = a85[torch.arange(batch) % len(a85)]
+            calls = []
+            for _ in range(3):
+                synchronize(device)
+                started = time.perf_counter()
+                model(x)
+                synchronize(device)
+                calls.append((time.perf_counter() - started) / batch)
+            timing["batch"] = batch
+            timing["lsm_batched_seconds_per_sample"] = float(np.median(calls))
+        timing["classical_421_seconds"] = float(np.median(solve_seconds))
+        coarse_seconds, coarse_errors = [], []
+        for a, u in zip(fine_a, fine_u, strict=True):
+            u85, elapsed = timed_solve(subsample(a, 5), device)
+            coarse_seconds.append(elapsed)
+            ref = subsample(u, 5)
+            coarse_errors.append(float(np.linalg.norm(u85 - ref) / np.linalg.norm(ref)))
+        timing["classical_85_seconds"] = float(np.median(coarse_seconds))
+        timing["classical_85_relative_l2"] = float(np.mean(coarse_errors))
+        timing["speedup_batch1"] = timing["classical_421_seconds"] / timing["lsm_batch1_seconds"]
+        timing["speedup_batched"] = timing["classical_421_seconds"] / timing["lsm_batched_seconds_per_sample"]
+        timing["samples"] = len(fine_a)
+        print(f"LSM per sample: {timing['lsm_batch1_seconds'] * 1e3:.1f} ms (batch 1), "
+              f"{timing['lsm_batched_seconds_per_sample'] * 1e3:.1f} ms (batch {batch}); "
+              f"classical 421 x 421: {timing['classical_421_seconds'] * 1e3:.0f} ms "
+              f"(speed-up {timing['speedup_batch1']:.1f}x, {timing['speedup_batched']:.1f}x); "
+              f"classical 85 x 85: {timing['classical_85_seconds'] * 1e3:.1f} ms at relative L2 "
+              f"{timing['classical_85_relative_l2']:.4f} against the 421 x 421 solve")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -50,3 +50,17 @@ def test_lsm_darcy_study_example_quick(tmp_path):
     assert set(errors) == {"43", "85", "141"}
     assert errors["85"] < 0.05, errors  # the training resolution
     assert study["timing"]["speedup_batched"] > 0
+
+
+def test_lsm_darcy_study_resolution_only(tmp_path):
+    out = tmp_path / "study.json"
+    script = str(ROOT / "examples" / "lsm_darcy_study.py")
+    result = subprocess.run([sys.executable, script, "--quick", "--resolution-only", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    study = json.loads(out.read_text())
+    assert study["timing"] == {} and set(study["resolution"]) == {"43", "85", "141"}
+    both = subprocess.run([sys.executable, script, "--timing-only", "--resolution-only"], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    assert both.returncode == 2 and "exclude each other" in both.stderr
