@@ -91,6 +91,54 @@ def summary(errors: torch.Tensor) -> dict:
             "samples": len(errors)}
 
 
+def inference_timing(model: NormalizedModel, fine_a: list[np.ndarray], fine_u: list[np.ndarray],
+                     solve_seconds: list[float], batch: int, device: torch.device) -> dict:
+    """Seconds per sample of ``model`` at batch 1 and at ``batch`` against the classical solves
+    at 421 x 421 (``solve_seconds``) and at 85 x 85 (timed here, with their error)."""
+    a85 = torch.tensor(np.stack([subsample(x, 5) for x in fine_a]), dtype=torch.float32)[:, None]
+    a85 = a85.to(device)
+    timing: dict = {}
+    with torch.no_grad():
+        model(a85[:1])  # warm-up
+        calls = []
+        for i in range(len(a85)):
+            synchronize(device)
+            started = time.perf_counter()
+            model(a85[i:i + 1])
+            synchronize(device)
+            calls.append(time.perf_counter() - started)
+        timing["lsm_batch1_seconds"] = float(np.median(calls))
+        x = a85[torch.arange(batch) % len(a85)]
+        calls = []
+        for _ in range(3):
+            synchronize(device)
+            started = time.perf_counter()
+            model(x)
+            synchronize(device)
+            calls.append((time.perf_counter() - started) / batch)
+        timing["batch"] = batch
+        timing["lsm_batched_seconds_per_sample"] = float(np.median(calls))
+    timing["classical_421_seconds"] = float(np.median(solve_seconds))
+    coarse_seconds, coarse_errors = [], []
+    for a, u in zip(fine_a, fine_u, strict=True):
+        u85, elapsed = timed_solve(subsample(a, 5), device)
+        coarse_seconds.append(elapsed)
+        ref = subsample(u, 5)
+        coarse_errors.append(float(np.linalg.norm(u85 - ref) / np.linalg.norm(ref)))
+    timing["classical_85_seconds"] = float(np.median(coarse_seconds))
+    timing["classical_85_relative_l2"] = float(np.mean(coarse_errors))
+    timing["speedup_batch1"] = timing["classical_421_seconds"] / timing["lsm_batch1_seconds"]
+    timing["speedup_batched"] = timing["classical_421_seconds"] / timing["lsm_batched_seconds_per_sample"]
+    timing["samples"] = len(fine_a)
+    print(f"LSM per sample: {timing['lsm_batch1_seconds'] * 1e3:.1f} ms (batch 1), "
+          f"{timing['lsm_batched_seconds_per_sample'] * 1e3:.1f} ms (batch {batch}); "
+          f"classical 421 x 421: {timing['classical_421_seconds'] * 1e3:.0f} ms "
+          f"(speed-up {timing['speedup_batch1']:.1f}x, {timing['speedup_batched']:.1f}x); "
+          f"classical 85 x 85: {timing['classical_85_seconds'] * 1e3:.1f} ms at relative L2 "
+          f"{timing['classical_85_relative_l2']:.4f} against the 421 x 421 solve")
+    return timing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="solvers/checkpoints/lsm-darcy.pt")
@@ -134,48 +182,8 @@ def main() -> None:
 
     # 2. timing (one thread, or the device): model at batch 1 and batched, classical at 421 and 85
     if not args.resolution_only:
-        a85 = torch.tensor(np.stack([subsample(x, 5) for x in fine_a]), dtype=torch.float32)[:, None]
-        a85 = a85.to(device)
-        timing = result["timing"]
-        batch = 4 if args.quick else 20
-        with torch.no_grad():
-            model(a85[:1])  # warm-up
-            calls = []
-            for i in range(len(a85)):
-                synchronize(device)
-                started = time.perf_counter()
-                model(a85[i:i + 1])
-                synchronize(device)
-                calls.append(time.perf_counter() - started)
-            timing["lsm_batch1_seconds"] = float(np.median(calls))
-            x = a85[torch.arange(batch) % len(a85)]
-            calls = []
-            for _ in range(3):
-                synchronize(device)
-                started = time.perf_counter()
-                model(x)
-                synchronize(device)
-                calls.append((time.perf_counter() - started) / batch)
-            timing["batch"] = batch
-            timing["lsm_batched_seconds_per_sample"] = float(np.median(calls))
-        timing["classical_421_seconds"] = float(np.median(solve_seconds))
-        coarse_seconds, coarse_errors = [], []
-        for a, u in zip(fine_a, fine_u, strict=True):
-            u85, elapsed = timed_solve(subsample(a, 5), device)
-            coarse_seconds.append(elapsed)
-            ref = subsample(u, 5)
-            coarse_errors.append(float(np.linalg.norm(u85 - ref) / np.linalg.norm(ref)))
-        timing["classical_85_seconds"] = float(np.median(coarse_seconds))
-        timing["classical_85_relative_l2"] = float(np.mean(coarse_errors))
-        timing["speedup_batch1"] = timing["classical_421_seconds"] / timing["lsm_batch1_seconds"]
-        timing["speedup_batched"] = timing["classical_421_seconds"] / timing["lsm_batched_seconds_per_sample"]
-        timing["samples"] = len(fine_a)
-        print(f"LSM per sample: {timing['lsm_batch1_seconds'] * 1e3:.1f} ms (batch 1), "
-              f"{timing['lsm_batched_seconds_per_sample'] * 1e3:.1f} ms (batch {batch}); "
-              f"classical 421 x 421: {timing['classical_421_seconds'] * 1e3:.0f} ms "
-              f"(speed-up {timing['speedup_batch1']:.1f}x, {timing['speedup_batched']:.1f}x); "
-              f"classical 85 x 85: {timing['classical_85_seconds'] * 1e3:.1f} ms at relative L2 "
-              f"{timing['classical_85_relative_l2']:.4f} against the 421 x 421 solve")
+        result["timing"] = inference_timing(model, fine_a, fine_u, solve_seconds, 4 if args.quick else 20,
+                                            device)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
