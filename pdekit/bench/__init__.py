@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pdekit.bench.record import BenchmarkReport
+from pdekit.bench.record import BenchmarkReport, busy_cores_elsewhere, contention_warning
 
 __all__ = ["BENCHMARKS", "Benchmark", "join_reports", "run_benchmark"]
 
@@ -70,7 +70,12 @@ def run_benchmark(
 ) -> BenchmarkReport:
     """Run benchmark ``name``; write its JSON and plot; print its table. With ``sources`` (paths
     of saved reports of ``name``) nothing runs: their records are joined (:func:`join_reports`),
-    then tabulated, written and plotted as one report."""
+    then tabulated, written and plotted as one report.
+
+    Before a run, the CPU cores that other processes keep busy are measured
+    (:func:`~pdekit.bench.record.busy_cores_elsewhere`) and stored in the report; a CPU run
+    that competes with them for cores echoes a warning first: its timings may not be
+    representative."""
     if name not in BENCHMARKS:
         raise ValueError(f"bench: unknown benchmark {name!r}; available: {sorted(BENCHMARKS)}")
     bench = BENCHMARKS[name]()
@@ -78,7 +83,12 @@ def run_benchmark(
     if sources:
         report = join_reports(name, sources)
     else:
+        busy = busy_cores_elsewhere()
+        warning = contention_warning(busy) if torch.device(device).type == "cpu" else None
+        if warning:
+            echo(f"bench: {warning}")
         report = bench.run(torch.device(device), echo=echo, **options)
+        report.busy_cores_elsewhere = busy
     echo(bench.table(report))
     if json_path is not None:
         echo(f"wrote {report.write_json(json_path)}")

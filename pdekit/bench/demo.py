@@ -33,7 +33,13 @@ import numpy as np
 import torch
 
 from pdekit._version import __version__
-from pdekit.bench.record import describe_device, save_figure, synchronize
+from pdekit.bench.record import (
+    busy_cores_elsewhere,
+    contention_warning,
+    describe_device,
+    save_figure,
+    synchronize,
+)
 from pdekit.classical import poisson
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.ot import sinkhorn, sinkhorn_newton_sparse
@@ -134,6 +140,9 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     started = time.perf_counter()
     echo(f"pdekit {__version__} demo ({'quick' if quick else 'full'}, seed {seed}) on "
          f"{describe_device(device)}; report in {out}")
+    warning = contention_warning(busy_cores_elsewhere()) if device.type == "cpu" else None
+    if warning:
+        echo(f"demo: {warning}")
     context = {"out": out, "sizes": sizes, "device": device, "seed": seed, "workers": workers,
                "progress": progress}
     steps = []

@@ -26,6 +26,8 @@ from pdekit.train.evaluate import save_figure  # the one figure writer (re-expor
 
 __all__ = [
     "BenchmarkReport",
+    "busy_cores_elsewhere",
+    "contention_warning",
     "copy_bandwidth",
     "describe_device",
     "format_table",
@@ -58,6 +60,56 @@ def describe_device(device: torch.device | str) -> str:
         pass
     threads = torch.get_num_threads()
     return f"{name}, {threads} thread{'' if threads == 1 else 's'}"
+
+
+def busy_cores_elsewhere(window: float = 0.25) -> float | None:
+    """How many CPU cores other processes kept busy during the next ``window`` seconds.
+
+    Measured from the kernel's counters (``/proc/stat``) less this process's own CPU time, so
+    it is the load that competes with a CPU benchmark started now. None where ``/proc/stat``
+    does not exist (not Linux).
+    """
+    if not window > 0:
+        raise ValueError(f"busy_cores_elsewhere: `window` must be > 0 seconds, got {window!r}")
+
+    def counters() -> tuple[float, float, float]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user .. steal, in clock ticks
+        busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # less idle, iowait
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.perf_counter()
+
+    try:
+        busy0, own0, t0 = counters()
+        time.sleep(window)
+        busy1, own1, t1 = counters()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+
+
+def contention_warning(busy: float | None, threads: int | None = None,
+                       cores: int | None = None) -> str | None:
+    """A warning line when other processes hold the cores a CPU run of ``threads`` threads needs
+    (``busy`` cores busy elsewhere, from :func:`busy_cores_elsewhere`), else None.
+
+    Several PyTorch threads on shared cores wait on each other: on 2 cores beside a 2-thread
+    training run, a 2-thread multigrid-preconditioned CG solve (256 x 256) took 7.2 s, and
+    0.07 s on one thread. One thread on a shared core runs at its share of the core.
+    """
+    if busy is None:
+        return None
+    threads = threads or torch.get_num_threads()
+    cores = cores or os.cpu_count() or 1
+    free = cores - busy
+    if threads <= free + 0.5:
+        return None
+    held = f"warning: other processes keep {busy:.1f} of the {cores} CPU cores busy"
+    if threads == 1:
+        return f"{held}; this run shares a core, and its CPU timings come out slower"
+    return (f"{held} and this run uses {threads} threads, which then wait on each other: CPU "
+            f"timings can come out many times slower (wait for the cores, or run with "
+            f"OMP_NUM_THREADS={max(1, round(free))})")
 
 
 def time_call(
@@ -128,6 +180,7 @@ class BenchmarkReport:
     date: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
+    busy_cores_elsewhere: float | None = None  # CPU cores other processes held at the start
 
     def add(self, problem: str, method: str, **numbers) -> dict:
         """Append a flat record and return it."""
@@ -142,6 +195,8 @@ class BenchmarkReport:
             "pdekit_version": __version__,
             "date": self.date,
             "torch_version": torch.__version__,
+            **({} if self.busy_cores_elsewhere is None
+               else {"busy_cores_elsewhere": round(self.busy_cores_elsewhere, 2)}),
             "records": self.records,
         }
 
@@ -153,7 +208,8 @@ class BenchmarkReport:
             raise ValueError(f"bench: no report at {str(path)!r}")
         try:
             data = json.loads(path.read_text())
-            return cls(data["benchmark"], data["device"], list(data["records"]), data["date"])
+            return cls(data["benchmark"], data["device"], list(data["records"]), data["date"],
+                       data.get("busy_cores_elsewhere"))
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"bench: {str(path)!r} is not a benchmark report ({err})") from None
 

@@ -29,7 +29,8 @@ def test_quick_demo_writes_a_report_with_tables_and_plots(quick_demo):
     for name in PLOTS:
         assert (out / name).stat().st_size > 5_000, name  # a real figure, not an empty canvas
         assert f"]({name})" in text
-    # one line of result per step, then where the report is
+    # one line of result per step, then where the report is (after a warning if the CPU is busy)
+    lines = [line for line in lines if not line.startswith("demo: warning")]
     assert [line[:5] for line in lines[1:6]] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
     assert str(report) in lines[-1]
 
