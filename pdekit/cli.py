@@ -295,6 +295,12 @@ def _cmd_train(args) -> int:
     max_time = None if args.max_time is None else 60.0 * args.max_time
     recipe = load_train_recipe(args.recipe, args.set)
     out = args.out or (args.recipe if Path(args.recipe).is_dir() else None)  # a run folder: itself
+    if args.device == "cpu" and os.environ.get("LOCAL_RANK") is None:  # torchrun: cores are shared by design
+        from pdekit.bench.record import busy_cores_elsewhere, contention_warning
+
+        warning = contention_warning(busy_cores_elsewhere())
+        if warning:
+            print(f"train: {warning}", file=sys.stderr)
     trainer = train_from_recipe(recipe, out=out, device=args.device, resume=args.resume,
                                 progress=not args.no_progress, workers=args.workers,
                                 max_time=max_time, **overrides)

@@ -106,9 +106,9 @@ def contention_warning(busy: float | None, threads: int | None = None,
         return None
     held = f"warning: other processes keep {busy:.1f} of the {cores} CPU cores busy"
     if threads == 1:
-        return f"{held}; this run shares a core, and its CPU timings come out slower"
-    return (f"{held} and this run uses {threads} threads, which then wait on each other: CPU "
-            f"timings can come out many times slower (wait for the cores, or run with "
+        return f"{held}; this run shares a core and runs slower (its timings too)"
+    return (f"{held} and this run uses {threads} threads, which then wait on each other: it can "
+            f"run many times slower (wait for the cores, or run with "
             f"OMP_NUM_THREADS={max(1, round(free))})")
 
 

@@ -65,6 +65,18 @@ def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("busy", [0.0, 64.0])
+def test_train_on_the_cpu_warns_when_other_processes_hold_the_cores(busy, tmp_path, capsys, monkeypatch):
+    import pdekit.bench.record
+
+    monkeypatch.setattr(pdekit.bench.record, "busy_cores_elsewhere", lambda: busy)
+    recipe = _recipe(tmp_path)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--no-progress", "--workers", "1"]) == 0
+    warned = "train: warning: other processes keep 64.0 of the" in capsys.readouterr().err
+    assert warned == bool(busy)
+
+
 def test_evaluate_against_another_result_is_a_paired_comparison(tmp_path, capsys):
     recipe = _recipe(tmp_path)
     runs = [tmp_path / "a", tmp_path / "b"]
