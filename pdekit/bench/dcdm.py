@@ -24,12 +24,14 @@ The network is ``checkpoint``, or by default the shipped one of the problem's di
 Each method runs once to ``rtol`` (default 1e-6); from its residual history come the iterations
 to 1e-4 and to ``rtol``. ``seconds`` is the measured solve time to ``rtol``; ``seconds_1e-4``
 is the set-up plus the solve time scaled by the fraction of the iterations (an estimate from
-the per-iteration time). The plot: residual against iteration and against time (set-up
-included) on the first size's median system, iterations to 1e-4 against the solid fraction,
-and, when the report holds several grid sizes of one dimension (e.g. ``--problems
-poisson3d-32,poisson3d-64``), iterations to 1e-4 against the grid size (median over the
-systems, min-max bars). Reports of several runs joined into one plot label the learned methods
-with their depth and scales where these differ.
+the per-iteration time).
+
+The plot: residual against iteration and against time (set-up included) on the first size's
+median system, iterations to 1e-4 against the solid fraction (bars per method where every problem
+holds one system, ``--instances 1``), and, when the report holds several grid sizes of one
+dimension (e.g. ``--problems poisson3d-32,poisson3d-64``), iterations to 1e-4 against the grid
+size (median over the systems, min-max bars). Reports of several runs joined into one plot label
+the learned methods with their depth and scales where these differ.
 """
 
 from __future__ import annotations
@@ -264,23 +266,46 @@ def plot(report: BenchmarkReport, path: str | Path) -> Path:
                 title=f"{first}, system {median}: residual vs iteration")
     axes[1].set(xlabel="seconds (set-up included)", ylabel="relative residual", title="residual vs time")
     axes[1].set_xscale("log")
-    for (p, problem), method in itertools.product(enumerate(problems), methods):
-        rows = sorted((r for r in records if r["problem"] == problem and r["method"] == method),
-                      key=lambda r: r["solid_fraction"])
-        if not rows:
-            continue
-        axes[2].plot([100 * r["solid_fraction"] for r in rows],
-                     [r["iterations_1e4"] if r["iterations_1e4"] is not None else np.nan for r in rows],
-                     ("o-", "s--", "^:")[p % 3], color=color[method], label=f"{problem} {method}")
-    axes[2].set(xlabel="solid cells [%]", ylabel="iterations to 1e-4", yscale="log",
-                title="iterations vs obstacle fraction")
+    _plot_fractions(axes[2], records, problems, methods, color)
     if scaling:
         _plot_scaling(axes[3], records, methods, sizes, color)
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=6)
     return save_figure(fig, path, title=f"pdekit bench dcdm on {report.device} ({report.date[:10]})")
+
+
+def _plot_fractions(ax, records, problems, methods, color) -> None:
+    """Iterations to 1e-4 against the solid fraction, a line per problem and method; where every
+    problem holds a single system (one fraction each), grouped bars per problem instead."""
+    fractions = {problem: sorted({r["solid_fraction"] for r in records if r["problem"] == problem})
+                 for problem in problems}
+
+    def iterations(rows):  # NaN where a method never reached 1e-4
+        return [np.nan if r is None or r["iterations_1e4"] is None else r["iterations_1e4"] for r in rows]
+
+    if all(len(f) == 1 for f in fractions.values()):
+        width = 0.8 / len(methods)
+        for m, method in enumerate(methods):
+            rows = [next((r for r in records if r["problem"] == problem and r["method"] == method), None)
+                    for problem in problems]
+            counts = iterations(rows)
+            bars = ax.bar(np.arange(len(problems)) + (m - (len(methods) - 1) / 2) * width, counts, width,
+                          color=color[method], label=method)
+            ax.bar_label(bars, ["" if np.isnan(c) else f"{c:.0f}" for c in counts], fontsize=7)
+        ax.set_xticks(range(len(problems)),
+                      [f"{problem}\n{100 * fractions[problem][0]:.0f}% solid" for problem in problems])
+        ax.set(ylabel="iterations to 1e-4", yscale="log", title="iterations to 1e-4, one system each")
+    else:
+        for (p, problem), method in itertools.product(enumerate(problems), methods):
+            rows = sorted((r for r in records if r["problem"] == problem and r["method"] == method),
+                          key=lambda r: r["solid_fraction"])
+            if rows:
+                ax.plot([100 * r["solid_fraction"] for r in rows], iterations(rows),
+                        ("o-", "s--", "^:")[p % 3], color=color[method], label=f"{problem} {method}")
+        ax.set(xlabel="solid cells [%]", ylabel="iterations to 1e-4", yscale="log",
+               title="iterations vs obstacle fraction")
+    ax.legend(fontsize=6)
 
 
 def _grid_size(problem: str) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,6 +95,31 @@ def test_bench_dcdm_plot_adds_iterations_against_grid_size_for_several_sizes(tmp
     (bars,) = ax.containers  # one method: one errorbar
     line = bars.lines[0]
     assert list(line.get_xdata()) == [32, 64] and list(line.get_ydata()) == [20, 50]  # medians
+    plt.close("all")
+
+
+def test_bench_dcdm_plot_draws_bars_when_each_problem_holds_one_system(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdekit.bench.dcdm import _plot_fractions, plot
+    from pdekit.bench.record import BenchmarkReport
+
+    methods = ["pdekit-cg", "pdekit-dcdm"]
+    color = {"pdekit-cg": "C0", "pdekit-dcdm": "C1"}
+    single = [_record("poisson3d-256", "pdekit-cg", 0, 400), _record("poisson3d-256", "pdekit-dcdm", 0, None)]
+    assert plot(BenchmarkReport("dcdm", "cpu", single), tmp_path / "one.png").stat().st_size > 0
+    _, ax = plt.subplots()
+    _plot_fractions(ax, single, ["poisson3d-256"], methods, color)
+    heights = [[bar.get_height() for bar in bars] for bars in ax.containers]
+    assert heights[0] == [400] and np.isnan(heights[1][0])  # never reached 1e-4: no bar
+    assert ax.get_xticklabels()[0].get_text() == "poisson3d-256\n0% solid"
+    _, ax = plt.subplots()  # several systems: a line per method against the fraction
+    several = [_record("poisson3d-32", method, k, 10 + k) for method in methods for k in range(3)]
+    _plot_fractions(ax, several, ["poisson3d-32"], methods, color)
+    assert not ax.containers and [list(line.get_xdata()) for line in ax.lines] == [[0, 10, 20]] * 2
     plt.close("all")
 
 
