@@ -162,7 +162,8 @@ class Trainer:
     device : str
         ``"cpu"`` or ``"cuda"``; under ``torchrun`` each process takes its local GPU.
     resume : bool
-        Continue from ``out/last.pt`` (same epoch, optimiser, scheduler, EMA and RNG state).
+        Continue from ``out/last.pt`` (same epoch, optimiser, scheduler, EMA and RNG state: the
+        CPU generator's, and on CUDA the device generator's).
     metadata : dict, optional
         Stored in the checkpoints (e.g. the recipe and dataset path).
     progress : bool
@@ -256,6 +257,8 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch, self.best = state["epoch"], state["best"]
 
     # -- the loop --------------------------------------------------------------------------
@@ -412,6 +415,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": torch.get_rng_state(), "record": record or {},
+            # the draws tasks make on the GPU (PDE-Refiner's noise levels and noise)
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
         if self.ema is not None:
             training["raw_parameters"] = [p.detach().cpu().clone() for p in self.model.parameters()]

@@ -6,6 +6,7 @@ import torch
 import pdekit
 from pdekit.models import DeepONet
 from pdekit.train import Trainer, TrainingSettings
+from pdekit.train.task import Task
 from tests.train.tiny import AntiderivativeData
 
 
@@ -160,3 +161,28 @@ def test_a_run_stopped_by_max_time_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="`max_time` must be > 0"):
         second.fit(max_time=0)
+
+
+class _NoisyInputs(Task):
+    """The supervised task with Gaussian noise drawn on the batch's device added to the inputs
+    (as PDE-Refiner draws its noise on the training device)."""
+
+    def loss(self, model, batch, settings):
+        x, y = batch
+        return super().loss(model, (x + 0.1 * torch.randn(x.shape, device=x.device), y), settings)
+
+
+def test_resume_continues_the_random_draws_made_on_the_training_device(tmp_path, device):
+    def trainer(folder, epochs, resume=False):
+        return Trainer(_model(), AntiderivativeData(64, 0), AntiderivativeData(32, 1), out=tmp_path / folder,
+                       resume=resume, progress=False, device=device, task=_NoisyInputs(), epochs=epochs,
+                       batch_size=16, lr=3e-3, normalization="field", amp=False)
+
+    straight = trainer("a", 4)
+    straight.fit()
+    trainer("b", 2).fit()
+    second = trainer("b", 4, resume=True)  # after a fresh seed, as in a new process
+    second.fit()
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
