@@ -114,9 +114,8 @@ def _prolong_add(x, coarse, replicate: list, scale) -> None:
 # -- the hierarchy ------------------------------------------------------------------------
 def _pair_sum(t: torch.Tensor, axis: int) -> torch.Tensor:
     """Sum neighbouring pairs along ``axis``, padding an odd length with zero."""
-    if t.shape[axis] % 2:
-        pad = [0, 0] * (t.ndim - 1 - axis) + [0, 1]
-        t = torch.nn.functional.pad(t, pad)
+    if t.shape[axis] % 2:  # concatenated, not F.pad: PyTorch 2.4 refuses to pad an empty tensor
+        t = torch.cat([t, t.new_zeros(*t.shape[:axis], 1, *t.shape[axis + 1:])], dim=axis)
     n = t.shape[axis] // 2
     return t.reshape(*t.shape[:axis], n, 2, *t.shape[axis + 1:]).sum(axis + 1)
 
