@@ -183,6 +183,7 @@ def test_resume_continues_the_random_draws_made_on_the_training_device(tmp_path,
     trainer("b", 2).fit()
     second = trainer("b", 4, resume=True)  # after a fresh seed, as in a new process
     second.fit()
+    exact = device.type == "cpu"  # GPU kernels may round differently; other noise moves weights by >1e-3
     for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(),
                             strict=True):
-        assert torch.equal(a, b), name
+        torch.testing.assert_close(b, a, rtol=0 if exact else 1e-4, atol=0 if exact else 1e-5, msg=name)
