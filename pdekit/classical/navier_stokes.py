@@ -1,12 +1,14 @@
 """2D incompressible Navier-Stokes in vorticity form on the periodic unit square: a batched
 pseudo-spectral solver.
 
-    w_t + u . grad w = nu Laplacian w,   u = (psi_y, -psi_x),   -Laplacian psi = w,
+    w_t + u . grad w = nu Laplacian w + f,   u = (psi_y, -psi_x),   -Laplacian psi = w,
 
-unforced, on ``[0, 1)^2`` (the PI-HC-MoE setup: Chalapathi et al., "Scaling physics-informed
-hard constraints with mixture-of-experts", ICLR 2024, section 5.2: ``nu = 1e-4``, Gaussian
-random field initial vorticity, ``T = 5`` s; the FNO benchmark's vorticity form, Li et al.,
-ICLR 2021, section 5.3).
+on ``[0, 1)^2``, unforced by default (the PI-HC-MoE setup: Chalapathi et al., "Scaling
+physics-informed hard constraints with mixture-of-experts", ICLR 2024, section 5.2: ``nu =
+1e-4``, Gaussian random field initial vorticity, ``T = 5`` s) or with the steady forcing of the
+FNO benchmark (Li et al., "Fourier neural operator for parametric PDEs", ICLR 2021, section
+5.3: ``f = 0.1 (sin 2 pi (x + y) + cos 2 pi (x + y))``, initial vorticity drawn from
+``N(0, 7^(3/2) (-Laplacian + 49 I)^(-2.5))``, :func:`fno_vorticity_field`).
 
 Discretisation: Fourier collocation on ``n x n`` points (real FFTs), the advection term in
 conservative form ``div(u w)`` with the 2/3 dealiasing rule, and the classical fourth-order
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["NavierStokesSolution", "periodic_gaussian_random_field", "solve_navier_stokes_2d",
-           "taylor_green_vorticity"]
+__all__ = ["NavierStokesSolution", "fno_forcing", "fno_vorticity_field", "periodic_gaussian_random_field",
+           "solve_navier_stokes_2d", "taylor_green_vorticity"]
 
 
 @dataclass
@@ -62,6 +64,37 @@ def periodic_gaussian_random_field(n: int, rng: np.random.Generator, *, batch: i
     return field * (std / field.std(axis=(1, 2), keepdims=True))
 
 
+def fno_vorticity_field(n: int, rng: np.random.Generator, *, batch: int = 1, alpha: float = 2.5,
+                        tau: float = 7.0) -> np.ndarray:
+    """Initial vorticity of the FNO Navier-Stokes benchmark (Li et al., ICLR 2021, section 5.3):
+    periodic Gaussian random fields ``N(0, tau^(2 alpha - 2) (-Laplacian + tau^2 I)^(-alpha))`` on
+    the ``n x n`` unit grid, ``alpha = 2.5``, ``tau = 7`` (the covariance ``7^(3/2) (-Laplacian +
+    49 I)^(-2.5)``), without the mean mode.
+
+    Each Fourier mode ``k`` gets an independent complex normal coefficient (real and imaginary
+    parts standard normal) times ``sqrt(2) tau^(alpha - 1) (4 pi^2 |k|^2 + tau^2)^(-alpha / 2)``,
+    and the field is the real part of the inverse transform, as in the FNO data generator.
+    Unlike :func:`periodic_gaussian_random_field` the amplitude is not normalised per sample.
+    Returns (batch, n, n) float64.
+    """
+    if n < 4 or alpha <= 1 or tau <= 0:
+        raise ValueError("fno_vorticity_field: need n >= 4, alpha > 1 and tau > 0")
+    k = np.fft.fftfreq(n, d=1.0 / n)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    amplitude = math.sqrt(2.0) * tau ** (alpha - 1.0) * (4 * math.pi**2 * k2 + tau**2) ** (-alpha / 2)
+    amplitude[0, 0] = 0.0
+    noise = rng.standard_normal((batch, n, n)) + 1j * rng.standard_normal((batch, n, n))
+    return np.fft.ifft2(noise * amplitude, norm="forward").real
+
+
+def fno_forcing(n: int, amplitude: float = 0.1, dtype=torch.float64) -> torch.Tensor:
+    """The steady forcing of the FNO benchmark, ``f = amplitude (sin 2 pi (x + y) + cos 2 pi (x +
+    y))`` on the ``n x n`` unit grid (``f[i, j]`` at ``x_i, y_j``)."""
+    x = torch.arange(n, dtype=dtype) / n
+    phase = 2 * math.pi * (x[:, None] + x[None, :])
+    return amplitude * (torch.sin(phase) + torch.cos(phase))
+
+
 def taylor_green_vorticity(n: int, t: float, nu: float, k: int = 1, dtype=torch.float64) -> torch.Tensor:
     """The decaying Taylor-Green vortex ``w = 2 (2 pi k) cos(2 pi k x) cos(2 pi k y)
     exp(-2 nu (2 pi k)^2 t)``, an exact solution (its advection term vanishes)."""
@@ -72,7 +105,8 @@ def taylor_green_vorticity(n: int, t: float, nu: float, k: int = 1, dtype=torch.
 
 
 def solve_navier_stokes_2d(w0, *, nu: float = 1e-4, t_end: float = 5.0, nt: int = 64,
-                           dt: float | None = None, cfl: float = 0.5) -> NavierStokesSolution:
+                           dt: float | None = None, cfl: float = 0.5,
+                           forcing=None) -> NavierStokesSolution:
     """Advance a batch of vorticity fields with the pseudo-spectral IF-RK4 scheme (module doc).
 
     Parameters
@@ -86,6 +120,8 @@ def solve_navier_stokes_2d(w0, *, nu: float = 1e-4, t_end: float = 5.0, nt: int 
     dt : float, optional
         Time step (rounded down so each stored interval is a whole number of steps); default
         ``cfl * h / max|u0|`` with ``h = 1/n``, at most ``1e-2``.
+    forcing : Tensor or array (n, n) or (batch, n, n), optional
+        A steady source ``f`` of vorticity (e.g. :func:`fno_forcing`); default none.
 
     Returns
     -------
@@ -123,6 +159,19 @@ def solve_navier_stokes_2d(w0, *, nu: float = 1e-4, t_end: float = 5.0, nt: int 
         flux = 1j * kx * torch.fft.rfft2(u * w_phys) + 1j * ky * torch.fft.rfft2(v * w_phys)
         return -dealias * flux
 
+    source = None
+    if forcing is not None:
+        f = torch.as_tensor(forcing, dtype=w.dtype, device=w.device)
+        if f.shape[-2:] != (n, n) or f.dim() not in (2, 3):
+            raise ValueError(f"solve_navier_stokes_2d: `forcing` must be (n, n) or (batch, n, n) with "
+                             f"n = {n}, got shape {tuple(f.shape)}")
+        if not torch.isfinite(f).all():
+            raise ValueError("solve_navier_stokes_2d: `forcing` holds NaN or Inf")
+        source = dealias * torch.fft.rfft2(f)
+
+    def tendency(w_hat):
+        return advection(w_hat) if source is None else advection(w_hat) + source
+
     interval = t_end / (nt - 1)
     if dt is None:
         u, v = velocity(torch.fft.rfft2(w))
@@ -137,10 +186,10 @@ def solve_navier_stokes_2d(w0, *, nu: float = 1e-4, t_end: float = 5.0, nt: int 
     out[:, 0] = w
     for i in range(1, nt):
         for _ in range(substeps):
-            a = advection(w_hat)
-            b = advection(half * (w_hat + h / 2 * a))
-            c = advection(half * w_hat + h / 2 * b)
-            d = advection(full * w_hat + h * half * c)
+            a = tendency(w_hat)
+            b = tendency(half * (w_hat + h / 2 * a))
+            c = tendency(half * w_hat + h / 2 * b)
+            d = tendency(full * w_hat + h * half * c)
             w_hat = full * w_hat + h / 6 * (full * a + 2 * half * (b + c) + d)
         out[:, i] = torch.fft.irfft2(w_hat, s=(n, n))
         if not torch.isfinite(out[:, i]).all():

@@ -22,7 +22,12 @@ from pdekit.classical.diffusion_sorption import solve_diffusion_sorption
 from pdekit.classical.elliptic import solve_elliptic
 from pdekit.classical.grf import gaussian_random_field, rbf_gaussian_process
 from pdekit.classical.kuramoto_sivashinsky import ks_initial_condition, solve_kuramoto_sivashinsky
-from pdekit.classical.navier_stokes import periodic_gaussian_random_field, solve_navier_stokes_2d
+from pdekit.classical.navier_stokes import (
+    fno_forcing,
+    fno_vorticity_field,
+    periodic_gaussian_random_field,
+    solve_navier_stokes_2d,
+)
 from pdekit.linalg.stencil import _normalize_bc
 
 __all__ = ["PROBLEMS", "FieldSpec", "Layout", "Problem"]
@@ -374,11 +379,15 @@ class DiffusionSorptionProblem(BatchedProblem):
 # -- 2D Navier-Stokes (vorticity) -----------------------------------------------------------
 @dataclass(frozen=True)
 class NavierStokes2DParameters:
-    """2D incompressible Navier-Stokes in vorticity form on the periodic unit square, unforced
-    (see :mod:`pdekit.classical.navier_stokes`): ``n x n`` points (``test_size`` in the other
-    splits than ``train``), ``nt`` stored times on ``[0, t_end]``, viscosity ``nu``, initial
-    vorticity a Gaussian random field (squared-exponential spectrum, ``length_scale``,
-    standard deviation ``std``); the time step follows the CFL number ``cfl``.
+    """2D incompressible Navier-Stokes in vorticity form on the periodic unit square (see
+    :mod:`pdekit.classical.navier_stokes`): ``n x n`` points (``test_size`` in the other splits
+    than ``train``), ``nt`` stored times on ``[0, t_end]``, viscosity ``nu``; the time step
+    follows the CFL number ``cfl``. Two set-ups: ``initial = "squared-exponential"``,
+    ``forcing = "none"`` (PI-HC-MoE: unforced, initial vorticity a Gaussian random field with a
+    squared-exponential spectrum, ``length_scale``, standard deviation ``std``) and ``initial =
+    "fno"``, ``forcing = "fno"`` (the FNO benchmark: ``N(0, 7^(3/2) (-Laplacian + 49
+    I)^(-2.5))`` initial vorticity and the forcing ``0.1 (sin 2 pi (x + y) + cos 2 pi (x +
+    y))``; ``length_scale`` and ``std`` unused).
 
     Attributes
     ----------
@@ -396,6 +405,10 @@ class NavierStokes2DParameters:
         Length scale and standard deviation of the initial-vorticity random field.
     cfl : float
         CFL number that sets the time step.
+    initial : {"squared-exponential", "fno"}
+        The initial-vorticity random field.
+    forcing : {"none", "fno"}
+        The steady forcing.
     """
 
     size: int = 64
@@ -406,18 +419,25 @@ class NavierStokes2DParameters:
     length_scale: float = 0.8
     std: float = 1.0
     cfl: float = 0.5
+    initial: str = "squared-exponential"
+    forcing: str = "none"
 
     def __post_init__(self):
         if min(self.size, self.test_size) < 4 or self.size % 2 or self.test_size % 2:
             raise ValueError("`size` and `test_size` must be even numbers >= 4")
         if self.nt < 2 or self.t_end <= 0 or self.nu < 0 or self.length_scale <= 0 or self.std <= 0:
             raise ValueError("need nt >= 2, t_end > 0, nu >= 0, length_scale > 0 and std > 0")
+        if self.initial not in ("squared-exponential", "fno"):
+            raise ValueError(f"`initial` must be 'squared-exponential' or 'fno', got {self.initial!r}")
+        if self.forcing not in ("none", "fno"):
+            raise ValueError(f"`forcing` must be 'none' or 'fno', got {self.forcing!r}")
 
 
 class NavierStokes2DProblem(BatchedProblem):
     name = "navier-stokes2d"
     Parameters = NavierStokes2DParameters
-    description = "w_t + u.grad w = nu Laplacian w, periodic, unforced; GRF initial vorticity (PI-HC-MoE)"
+    description = ("w_t + u.grad w = nu Laplacian w + f, periodic; GRF initial vorticity; unforced "
+                   "(PI-HC-MoE) or the FNO benchmark's forcing")
     batch_size = 16
 
     def for_split(self, params: NavierStokes2DParameters, split: str):
@@ -432,10 +452,14 @@ class NavierStokes2DProblem(BatchedProblem):
         )
 
     def sample_batch(self, params: NavierStokes2DParameters, solver, rngs):
-        w0 = np.stack([periodic_gaussian_random_field(params.size, rng, length_scale=params.length_scale,
-                                                      std=params.std)[0] for rng in rngs])
+        if params.initial == "fno":
+            w0 = np.stack([fno_vorticity_field(params.size, rng)[0] for rng in rngs])
+        else:
+            w0 = np.stack([periodic_gaussian_random_field(params.size, rng, length_scale=params.length_scale,
+                                                          std=params.std)[0] for rng in rngs])
+        forcing = fno_forcing(params.size) if params.forcing == "fno" else None
         sol = solve_navier_stokes_2d(torch.from_numpy(w0), nu=params.nu, t_end=params.t_end, nt=params.nt,
-                                     cfl=params.cfl)
+                                     cfl=params.cfl, forcing=forcing)
         w = sol.w.numpy()
         return [({"w": w[i]}, {"steps": sol.steps, "dt": sol.dt}) for i in range(len(rngs))]
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from pdekit.classical.navier_stokes import (
+    fno_forcing,
+    fno_vorticity_field,
     periodic_gaussian_random_field,
     solve_navier_stokes_2d,
     taylor_green_vorticity,
@@ -64,3 +66,36 @@ def test_bad_input_is_rejected():
         solve_navier_stokes_2d(torch.zeros(2, 8, 6))
     with pytest.raises(ValueError, match="NaN"):
         solve_navier_stokes_2d(torch.full((8, 8), float("nan")))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_steady_forcing_drives_a_single_mode_to_its_exact_balance(dtype):
+    # w = A(t) (sin + cos)(2 pi (x + y)) depends on x + y only, so its advection vanishes and
+    # A' = -nu |k|^2 A + 0.1 with |k|^2 = 8 pi^2: A(t) = A_inf (1 - exp(-nu |k|^2 t)).
+    n, nu = 16, 1e-2
+    decay = nu * 8 * np.pi**2
+    sol = solve_navier_stokes_2d(torch.zeros(n, n, dtype=dtype), nu=nu, t_end=2.0, nt=5,
+                                 forcing=fno_forcing(n, dtype=dtype))
+    shape = fno_forcing(n, amplitude=1.0, dtype=dtype)
+    exact = torch.stack([0.1 / decay * (1 - np.exp(-decay * float(t))) * shape for t in sol.t])
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(sol.w[0], exact, rtol=0, atol=tol)
+    assert float(sol.w[0, -1].abs().max()) > 0.1  # it really grew
+
+
+def test_fno_vorticity_field_has_the_benchmark_covariance():
+    fields = fno_vorticity_field(32, np.random.default_rng(0), batch=400)
+    again = fno_vorticity_field(32, np.random.default_rng(0), batch=400)
+    np.testing.assert_array_equal(fields[:3], again[:3])
+    np.testing.assert_allclose(fields.mean(axis=(1, 2)), 0.0, atol=1e-12)
+    # variance of 7^(3/2) (-Laplacian + 49)^(-2.5): sum over k != 0 of 2 * 7^3 (4 pi^2 |k|^2 + 49)^(-2.5)
+    k = np.fft.fftfreq(32, d=1 / 32)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    terms = 2 * 7.0**3 * (4 * np.pi**2 * k2 + 49) ** -2.5
+    terms[0, 0] = 0
+    assert fields.var() == pytest.approx(terms.sum(), rel=0.05)
+
+
+def test_bad_forcing_is_rejected():
+    with pytest.raises(ValueError, match="forcing"):
+        solve_navier_stokes_2d(torch.zeros(8, 8), forcing=torch.zeros(6, 6))
