@@ -409,6 +409,12 @@ class NavierStokes2DParameters:
         The initial-vorticity random field.
     forcing : {"none", "fno"}
         The steady forcing.
+    solve_size : int
+        Points per side of the solve (0: the stored size); a multiple of ``size`` and
+        ``test_size``, which keep every ``solve_size / size``-th point (the FNO data: solved on
+        256 x 256, stored on 64 x 64).
+    dt : float
+        Time step (0: from ``cfl`` and the initial velocity, at most 0.01).
     """
 
     size: int = 64
@@ -421,6 +427,8 @@ class NavierStokes2DParameters:
     cfl: float = 0.5
     initial: str = "squared-exponential"
     forcing: str = "none"
+    solve_size: int = 0
+    dt: float = 0.0
 
     def __post_init__(self):
         if min(self.size, self.test_size) < 4 or self.size % 2 or self.test_size % 2:
@@ -431,6 +439,12 @@ class NavierStokes2DParameters:
             raise ValueError(f"`initial` must be 'squared-exponential' or 'fno', got {self.initial!r}")
         if self.forcing not in ("none", "fno"):
             raise ValueError(f"`forcing` must be 'none' or 'fno', got {self.forcing!r}")
+        misfit = self.solve_size and (self.solve_size % self.size or self.solve_size % self.test_size)
+        if self.solve_size < 0 or misfit:
+            raise ValueError(f"`solve_size` must be 0 or a multiple of `size` ({self.size}) and `test_size` "
+                             f"({self.test_size}), got {self.solve_size}")
+        if self.dt < 0:
+            raise ValueError(f"`dt` must be >= 0 (0: from `cfl`), got {self.dt}")
 
 
 class NavierStokes2DProblem(BatchedProblem):
@@ -452,15 +466,17 @@ class NavierStokes2DProblem(BatchedProblem):
         )
 
     def sample_batch(self, params: NavierStokes2DParameters, solver, rngs):
+        n = params.solve_size or params.size
         if params.initial == "fno":
-            w0 = np.stack([fno_vorticity_field(params.size, rng)[0] for rng in rngs])
+            w0 = np.stack([fno_vorticity_field(n, rng)[0] for rng in rngs])
         else:
-            w0 = np.stack([periodic_gaussian_random_field(params.size, rng, length_scale=params.length_scale,
+            w0 = np.stack([periodic_gaussian_random_field(n, rng, length_scale=params.length_scale,
                                                           std=params.std)[0] for rng in rngs])
-        forcing = fno_forcing(params.size) if params.forcing == "fno" else None
+        forcing = fno_forcing(n) if params.forcing == "fno" else None
         sol = solve_navier_stokes_2d(torch.from_numpy(w0), nu=params.nu, t_end=params.t_end, nt=params.nt,
-                                     cfl=params.cfl, forcing=forcing)
-        w = sol.w.numpy()
+                                     cfl=params.cfl, forcing=forcing, dt=params.dt or None)
+        step = n // params.size
+        w = sol.w[..., ::step, ::step].numpy()
         return [({"w": w[i]}, {"steps": sol.steps, "dt": sol.dt}) for i in range(len(rngs))]
 
 # -- Kuramoto-Sivashinsky -------------------------------------------------------------------
