@@ -9,7 +9,7 @@ persistence baseline (every future frame equal to the last input frame). The sam
 recipes: ``pdekit train solvers/lsm-ns-cpu.toml`` (and ``unet-ns-cpu``). Run from the
 repository root::
 
-    pdekit generate datasets/navier-stokes2d-fno.toml --out data/navier-stokes2d-fno
+    pdekit generate datasets/navier-stokes2d-fno-cpu.toml --out data/navier-stokes2d-fno-cpu
     python examples/lsm_navier_stokes.py --model lsm --epochs 4 --out runs/lsm-ns
     python examples/lsm_navier_stokes.py --model unet --epochs 4 --out runs/unet-ns
     python examples/lsm_navier_stokes.py --quick    # a tiny generated copy, seconds
@@ -37,7 +37,7 @@ from pdekit.train.tasks.frame_rollout import FrameRolloutTask
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="data/navier-stokes2d-fno")
+    parser.add_argument("--data", default="data/navier-stokes2d-fno-cpu")
     parser.add_argument("--model", choices=["lsm", "unet"], default="lsm")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=4)

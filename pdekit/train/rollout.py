@@ -18,6 +18,7 @@ __all__ = [
     "high_correlation_time",
     "pearson_correlation",
     "rollout",
+    "rollout_frames",
     "spread_and_error",
 ]
 
@@ -48,15 +49,28 @@ def rollout(model, u0: torch.Tensor, scalars: torch.Tensor | None, steps: int, *
     chunks = []
     size = batch_size or u0.shape[0]
     for start in range(0, u0.shape[0], size):
-        window = u0[start : start + size]
         cond = None if scalars is None else scalars[start : start + size]
-        states = []
-        for _ in range(steps):
-            nxt = model(window, cond, generator=generator)
-            states.append(nxt[:, 0])
-            window = torch.cat([window[:, 1:], nxt], dim=1)
-        chunks.append(torch.stack(states, dim=1))
+        chunks.append(rollout_frames(lambda window, cond=cond: model(window, cond, generator=generator),
+                                     u0[start : start + size], steps))
     return torch.cat(chunks)
+
+
+def rollout_frames(model, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Roll ``model`` out from the frames ``x`` (B, history, *grid) until ``steps`` frames are
+    predicted; each call's ``k`` output frames are appended to the window (the oldest ``k``
+    dropped). Returns (B, steps, *grid). Gradients flow through the rollout unless the caller
+    disables them (training through the rollout: the ``frame-rollout`` task)."""
+    history, predicted, window = x.shape[1], [], x
+    count = 0
+    while count < steps:
+        out = model(window)
+        if out.shape[0] != x.shape[0] or out.shape[2:] != x.shape[2:] or out.shape[1] < 1:
+            raise ValueError(f"rollout_frames: the model maps {tuple(window.shape)} to {tuple(out.shape)}; "
+                             f"it must return (B, k, *grid) frames")
+        predicted.append(out)
+        count += out.shape[1]
+        window = torch.cat([window, out.to(window.dtype)], dim=1)[:, -history:]
+    return torch.cat(predicted, dim=1)[:, :steps]
 
 
 def pearson_correlation(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

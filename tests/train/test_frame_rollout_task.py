@@ -13,8 +13,9 @@ from pdekit.cli import main as cli
 from pdekit.data import generate, open_dataset
 from pdekit.data.recipe import recipe_from_dict
 from pdekit.train import Trainer
+from pdekit.train.rollout import rollout_frames
 from pdekit.train.task import build_task
-from pdekit.train.tasks.frame_rollout import FrameRolloutTask, FrameWindows, rollout_frames
+from pdekit.train.tasks.frame_rollout import FrameRolloutTask, FrameWindows
 
 
 class Translating(torch.utils.data.Dataset):

@@ -31,9 +31,10 @@ import torch
 from pdekit.models.normalization import NormalizedModel
 from pdekit.train.evaluate import save_figure
 from pdekit.train.metrics import mse, relative_l2
+from pdekit.train.rollout import rollout_frames
 from pdekit.train.task import Task, register_task
 
-__all__ = ["FrameRolloutTask", "FrameWindows", "rollout_frames"]
+__all__ = ["FrameRolloutTask", "FrameWindows"]
 
 
 class FrameWindows:
@@ -98,24 +99,6 @@ class FrameWindows:
         frame) per window: the baseline a model must beat."""
         x, y = self.window(torch.arange(len(self)))
         return relative_l2(x[:, -1:].expand_as(y), y)
-
-
-def rollout_frames(model, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """Roll ``model`` out from the frames ``x`` (B, history, *grid) until ``steps`` frames are
-    predicted; each call's ``k`` output frames are appended to the window (the oldest ``k``
-    dropped). Returns (B, steps, *grid). Gradients flow through the rollout unless the caller
-    disables them."""
-    history, predicted, window = x.shape[1], [], x
-    count = 0
-    while count < steps:
-        out = model(window)
-        if out.shape[0] != x.shape[0] or out.shape[2:] != x.shape[2:] or out.shape[1] < 1:
-            raise ValueError(f"rollout_frames: the model maps {tuple(window.shape)} to {tuple(out.shape)}; "
-                             f"it must return (B, k, *grid) frames")
-        predicted.append(out)
-        count += out.shape[1]
-        window = torch.cat([window, out.to(window.dtype)], dim=1)[:, -history:]
-    return torch.cat(predicted, dim=1)[:, :steps]
 
 
 @register_task("frame-rollout")
