@@ -69,6 +69,10 @@ def test_windows_start_where_asked():
     x, y = many.window(torch.tensor([1, 4]))
     torch.testing.assert_close(x[0], data.w[0, 2:5])
     torch.testing.assert_close(y[1], data.w[2, 3:7])
+    # data-parallel shares: each process a part of every global batch; a batch too small to share is skipped
+    shares = [list(one.batches(2, rank=r, world=2)) for r in (0, 1)]
+    assert [len(s) for s in shares] == [1, 1]
+    torch.testing.assert_close(shares[1][0][0][0], data.w[1, 1:4])
     with pytest.raises(ValueError, match="no window"):
         FrameWindows(data, history=5, steps=5)
     with pytest.raises(KeyError, match="'u'"):

@@ -90,9 +90,10 @@ class FrameWindows:
                 world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.arange(len(self)) if order is None else order
         for i in range(0, len(order), batch_size):
-            index = order[i : i + batch_size][rank::world]
-            if len(index):
-                yield self.window(index)
+            index = order[i : i + batch_size]
+            if len(index) < world:  # every process takes a share of every batch, or none takes it
+                continue
+            yield self.window(index[rank::world])
 
     def persistence(self) -> torch.Tensor:
         """Relative L2 of the persistence forecast (every predicted frame equal to the last input
@@ -112,7 +113,8 @@ class FrameRolloutTask(Task):
     history : int
         Frames the model sees (its ``in_channels``).
     steps : int
-        Frames predicted per window (a multiple of the model's ``out_channels``).
+        Frames predicted per window (a model returning ``k`` frames per call is called
+        ``ceil(steps / k)`` times; frames past ``steps`` are dropped).
     first, every : int
         Where windows start (:class:`FrameWindows`).
     """
@@ -176,9 +178,9 @@ class FrameRolloutTask(Task):
                 "test_mse": float((pred - truth).square().mean())}
 
     # -- after training: `pdekit evaluate` ----------------------------------------------------
-    def _rollouts(self, model, dataset, device) -> tuple[FrameWindows, torch.Tensor, torch.Tensor]:
-        """Every window of ``dataset`` rolled out (remembered for the same weights and dataset:
-        ``pdekit evaluate`` calls :meth:`report` then :meth:`plot`)."""
+    def _rollouts(self, model, dataset, device) -> tuple[FrameWindows, torch.Tensor, torch.Tensor, float]:
+        """Every window of ``dataset`` rolled out, and the seconds it took (remembered for the
+        same weights and dataset: ``pdekit evaluate`` calls :meth:`report` then :meth:`plot`)."""
         key = (id(model), id(dataset), str(device),
                tuple(float(p.detach().double().sum()) for p in list(model.parameters())[:3]))
         cached = getattr(self, "_cache", None)
