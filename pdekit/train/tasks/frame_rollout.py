@@ -102,6 +102,11 @@ class FrameWindows:
         return relative_l2(x[:, -1:].expand_as(y), y)
 
 
+def _per_frame(error, pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``error`` (a per-sample metric) of every frame: (B, frames) from (B, frames, *grid)."""
+    return torch.stack([error(pred[:, i], truth[:, i]) for i in range(truth.shape[1])], dim=1)
+
+
 @register_task("frame-rollout")
 class FrameRolloutTask(Task):
     """Autoregressive frame-window training and evaluation (see the module docstring).
@@ -148,7 +153,7 @@ class FrameRolloutTask(Task):
         x, y = batch
         pred = rollout_frames(model, x, self.steps).float()
         error = mse if getattr(settings, "loss", "relative_l2") == "mse" else relative_l2
-        per_frame = torch.stack([error(pred[:, i], y[:, i]) for i in range(self.steps)], dim=1)
+        per_frame = _per_frame(error, pred, y)
         return per_frame.mean(dim=1)
 
     def _predict(self, model, batches: FrameWindows, device, *, amp: bool = False,
@@ -170,7 +175,7 @@ class FrameRolloutTask(Task):
         amp = bool(getattr(settings, "amp", False))
         pred, truth = self._predict(model, batches, device, amp=amp)
         full = relative_l2(pred, truth)
-        per_frame = torch.stack([relative_l2(pred[:, i], truth[:, i]) for i in range(self.steps)], dim=1)
+        per_frame = _per_frame(relative_l2, pred, truth)
         return {"test_relative_l2": float(full.mean()),
                 "test_relative_l2_std": float(full.std()) if len(full) > 1 else 0.0,
                 "test_frame_relative_l2": float(per_frame.mean()),
@@ -201,7 +206,7 @@ class FrameRolloutTask(Task):
         model = model.to(device).eval()
         batches, pred, truth, seconds = self._rollouts(model, dataset, device)
         full = relative_l2(pred, truth)
-        per_frame = torch.stack([relative_l2(pred[:, i], truth[:, i]) for i in range(self.steps)], dim=1)
+        per_frame = _per_frame(relative_l2, pred, truth)
         persistence = batches.persistence()
         return {
             "metrics": {
@@ -241,9 +246,9 @@ class FrameRolloutTask(Task):
         batches, pred, truth, _ = self._rollouts(model, dataset, device)
         if pred.ndim != 4:
             return None
-        per_frame = torch.stack([relative_l2(pred[:, i], truth[:, i]) for i in range(self.steps)], dim=1)
+        per_frame = _per_frame(relative_l2, pred, truth)
         x, y = batches.window(torch.arange(len(batches)))
-        persistence = torch.stack([relative_l2(x[:, -1], y[:, i]) for i in range(self.steps)], dim=1)
+        persistence = _per_frame(relative_l2, x[:, -1:].expand_as(y), y)
         frames = sorted({0, self.steps // 2, self.steps - 1})
         fig = plt.figure(figsize=(4 + 3.2 * len(frames), 8.4))
         grid = fig.add_gridspec(3, 2 + len(frames), width_ratios=[1.4] + [1] * len(frames) + [0.06])
