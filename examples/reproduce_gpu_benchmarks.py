@@ -18,6 +18,12 @@ only), is started only while enough of the budget is left, and may use all that 
     triangular solves run on the host CPU, is left out: the CPU tables have it.
 ``dcdm-256``
     The same at 256^3 on the obstacle-free system: CG, multigrid-PCG and DCDM (scales 1, 2, 4, 8).
+``ns-fno-data`` (not in the default steps)
+    ``pdekit generate datasets/navier-stokes2d-fno.toml --device cuda --batch 200``: the LSM
+    paper's Navier-Stokes data solved as FNO does (256^2, 8000 steps; about a day on two CPU
+    threads) into ``data/navier-stokes2d-fno``, where ``solvers/lsm-ns.toml`` and
+    ``solvers/unet-ns.toml`` look for it. Its seconds are the figure; the dataset (about 400 MB)
+    stays on the machine. Resumable by shard.
 ``lsm-paper`` (not in the default steps)
     The paper-budget LSM run: ``pdekit train solvers/lsm-darcy.toml`` into ``--runs``/lsm-darcy,
     the Darcy dataset generated first if missing, stopped cleanly by ``--max-time`` before the
@@ -52,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("bench-train", "lsm-inference", "dcdm", "dcdm-256", "lsm-paper")
+STEPS = ("bench-train", "lsm-inference", "dcdm", "dcdm-256", "ns-fno-data", "lsm-paper")
 DEFAULT_STEPS = STEPS[:4]
 DCDM_METHODS = "pdekit-cg,pdekit-pcg-multigrid,pyamg-rs-pcg,pdekit-dcdm,pdekit-fcg-dcdm"
 COMPILE_GAIN = 1.1  # train the paper run compiled when compilation is at least this much faster
@@ -122,7 +128,14 @@ def bench_steps(args) -> dict[str, Step]:
     big = [] if args.quick else ["--problems", "poisson3d-256"]
     study = [sys.executable, str(ROOT / "examples" / "lsm_darcy_study.py"), "--timing-only", "--device",
              device, "--json", str(out / "lsm-inference.json"), *quick]
+    if args.quick:  # the 64^2-solved recipe, two samples a split
+        ns_data = ["datasets/navier-stokes2d-fno-cpu.toml", "--out", str(runs / "navier-stokes2d-fno-cpu"),
+                   "--samples", "2"]
+    else:
+        ns_data = ["datasets/navier-stokes2d-fno.toml", "--out", "data/navier-stokes2d-fno", "--batch", "200"]
     return {
+        "ns-fno-data": Step("ns-fno-data", pdekit("generate", *ns_data, "--device", device, "--no-progress"),
+                            120),
         "bench-train": Step("bench-train", bench("train", "bench-train.json", "--problems", "lsm"), 60),
         "lsm-inference": Step("lsm-inference", study, 30),
         "dcdm": Step("dcdm", bench("dcdm", "bench-dcdm.json", *dcdm_sizes, "--depth", "20", "--scales",

@@ -205,9 +205,10 @@ def _cmd_demo(args) -> int:
 def _cmd_generate(args) -> int:
     from pdekit.data import generate
 
+    workers = args.workers or ((os.cpu_count() or 1) if args.device.startswith("cpu") else 1)
     manifest = generate(args.recipe, args.out, samples=args.samples, seed=args.seed,
-                        workers=args.workers, scheduler=args.scheduler,
-                        progress=not args.no_progress)
+                        workers=workers, scheduler=args.scheduler,
+                        progress=not args.no_progress, device=args.device, batch=args.batch)
     counts = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
     print(f"{manifest['name']}: {counts} samples in {len(manifest['shards'])} shards -> {args.out}")
     return 0
@@ -497,10 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, help="output folder")
     generate.add_argument("--samples", type=int, default=None, help="cap every split at N samples")
     generate.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
-    generate.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                          help="local worker processes (default: one per CPU core)")
+    generate.add_argument("--workers", type=int, default=None,
+                          help="local worker processes (default: one per CPU core; one with --device)")
     generate.add_argument("--scheduler", default=None,
                           help="Dask distributed scheduler address (tcp://host:port)")
+    generate.add_argument("--device", default="cpu",
+                          help="where the solver runs, e.g. cuda (navier-stokes2d, ks1d, burgers2d; "
+                               "default cpu)")
+    generate.add_argument("--batch", type=int, default=None,
+                          help="samples solved at once (default: the problem's; larger on a GPU)")
     generate.add_argument("--no-progress", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_cmd_generate)
 
@@ -575,11 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from pdekit.classical.elliptic import SolveError
-    from pdekit.data import DatasetExistsError, RecipeError
+    from pdekit.data import DatasetExistsError, GenerateArgumentError, RecipeError
     from pdekit.models import CheckpointError
 
-    expected = (RecipeError, DatasetExistsError, SolveError, PermissionError, FileNotFoundError,
-                CheckpointError, OptionError)
+    expected = (RecipeError, DatasetExistsError, GenerateArgumentError, SolveError, PermissionError,
+                FileNotFoundError, CheckpointError, OptionError)
     try:
         return args.handler(args)
     except expected as err:  # user errors: one clear line, no traceback

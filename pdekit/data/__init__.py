@@ -3,7 +3,7 @@ sharded HDF5 files readable by h5py and xarray -> lazy ``torch.utils.data.Datase
 
 from pdekit.data.dataset import HDF5SampleDataset, open_dataset
 from pdekit.data.formats import export_dataset
-from pdekit.data.generate import DatasetExistsError, generate
+from pdekit.data.generate import DatasetExistsError, GenerateArgumentError, generate
 from pdekit.data.problems import PROBLEMS
 from pdekit.data.recipe import Recipe, RecipeError, load_recipe
 from pdekit.data.ritz import RitzVectorProblem
@@ -14,6 +14,7 @@ PROBLEMS[RitzVectorProblem.name] = RitzVectorProblem()  # problems built on pdek
 __all__ = [
     "PROBLEMS",
     "DatasetExistsError",
+    "GenerateArgumentError",
     "HDF5SampleDataset",
     "Recipe",
     "RecipeError",

@@ -79,10 +79,22 @@ class Problem:
     #: How many samples of a shard :meth:`sample_batch` is handed at once.
     batch_size: ClassVar[int] = 1
 
+    #: Whether :meth:`sample_batch` takes ``device=`` (its solver runs in PyTorch on any
+    #: device; the random draws stay on the CPU, so a sample's inputs do not depend on it).
+    runs_on_device: ClassVar[bool] = False
+
     def sample_batch(self, params, solver, rngs: list[np.random.Generator]) -> list[tuple[dict, dict]]:
         """Several samples, one per generator (default: :meth:`sample` for each). Problems with
-        a batched solver override it; sample ``i`` may depend only on ``rngs[i]``."""
+        a batched solver override it; sample ``i`` may depend only on ``rngs[i]`` (see
+        :meth:`batch_invariant`). Problems with :attr:`runs_on_device` also take a keyword
+        ``device`` and return NumPy arrays on the host."""
         return [self.sample(params, solver, rng) for rng in rngs]
+
+    def batch_invariant(self, params) -> bool:
+        """Whether a sample is the same whatever the batch it is solved in (up to rounding), so
+        that a generator may change :attr:`batch_size`. False where a batch shares a quantity
+        drawn from all its members (e.g. a time step from the batch's largest velocity)."""
+        return True
 
     def for_split(self, params, split: str):
         """The parameters of ``split``'s samples (default: the recipe's; e.g. longer test
@@ -453,9 +465,13 @@ class NavierStokes2DProblem(BatchedProblem):
     description = ("w_t + u.grad w = nu Laplacian w + f, periodic; GRF initial vorticity; unforced "
                    "(PI-HC-MoE) or the FNO benchmark's forcing")
     batch_size = 16
+    runs_on_device = True
 
     def for_split(self, params: NavierStokes2DParameters, split: str):
         return params if split == "train" else dataclasses.replace(params, size=params.test_size)
+
+    def batch_invariant(self, params: NavierStokes2DParameters) -> bool:
+        return params.dt > 0  # otherwise the step follows the batch's largest initial velocity
 
     def layout(self, params: NavierStokes2DParameters) -> Layout:
         x = np.arange(params.size) / params.size
@@ -465,7 +481,7 @@ class NavierStokes2DProblem(BatchedProblem):
             scalars={"steps": "1", "dt": "s"},
         )
 
-    def sample_batch(self, params: NavierStokes2DParameters, solver, rngs):
+    def sample_batch(self, params: NavierStokes2DParameters, solver, rngs, *, device=None):
         n = params.solve_size or params.size
         if params.initial == "fno":
             w0 = np.stack([fno_vorticity_field(n, rng)[0] for rng in rngs])
@@ -473,10 +489,10 @@ class NavierStokes2DProblem(BatchedProblem):
             w0 = np.stack([periodic_gaussian_random_field(n, rng, length_scale=params.length_scale,
                                                           std=params.std)[0] for rng in rngs])
         forcing = fno_forcing(n) if params.forcing == "fno" else None
-        sol = solve_navier_stokes_2d(torch.from_numpy(w0), nu=params.nu, t_end=params.t_end, nt=params.nt,
-                                     cfl=params.cfl, forcing=forcing, dt=params.dt or None)
+        sol = solve_navier_stokes_2d(torch.from_numpy(w0).to(device), nu=params.nu, t_end=params.t_end,
+                                     nt=params.nt, cfl=params.cfl, forcing=forcing, dt=params.dt or None)
         step = n // params.size
-        w = sol.w[..., ::step, ::step].numpy()
+        w = sol.w[..., ::step, ::step].cpu().numpy()
         return [({"w": w[i]}, {"steps": sol.steps, "dt": sol.dt}) for i in range(len(rngs))]
 
 # -- Kuramoto-Sivashinsky -------------------------------------------------------------------
@@ -547,6 +563,7 @@ class KuramotoSivashinskyProblem(BatchedProblem):
     Parameters = KuramotoSivashinskyParameters
     description = "u_t + u u_x + u_xx + nu u_xxxx = 0, periodic; ETDRK4 trajectories (PDE-Refiner)"
     batch_size = 128
+    runs_on_device = True
 
     def for_split(self, params: KuramotoSivashinskyParameters, split: str):
         if split == "train" or params.eval_frames == params.frames:
@@ -569,12 +586,12 @@ class KuramotoSivashinskyProblem(BatchedProblem):
                                   amplitude=params.amplitude, wavenumbers=tuple(params.wavenumbers))
         return u0, length, dt, nu
 
-    def sample_batch(self, params: KuramotoSivashinskyParameters, solver, rngs):
+    def sample_batch(self, params: KuramotoSivashinskyParameters, solver, rngs, *, device=None):
         drawn = [self._draw(params, rng) for rng in rngs]
-        u0 = torch.tensor(np.stack([d[0] for d in drawn]))
+        u0 = torch.tensor(np.stack([d[0] for d in drawn]), device=device)
         length, dt, nu = (torch.tensor([d[i] for d in drawn]) for i in (1, 2, 3))
         u = solve_kuramoto_sivashinsky(u0, length=length, dt=dt, nu=nu, frames=params.frames,
-                                       burn_in=params.burn_in, substeps=params.substeps).numpy()
+                                       burn_in=params.burn_in, substeps=params.substeps).cpu().numpy()
         return [({"u": u[i]}, {"length": float(length[i]), "dx": float(length[i]) / params.points,
                                "dt": float(dt[i]), "nu": float(nu[i])}) for i in range(len(rngs))]
 
@@ -627,6 +644,7 @@ class Burgers2DProblem(BatchedProblem):
     Parameters = Burgers2DParameters
     description = "u_t + u (u_x + u_y) = nu Laplacian u, periodic; pseudo-spectral IF-RK4 (MM-PDE)"
     batch_size = 16
+    runs_on_device = True
 
     def layout(self, params: Burgers2DParameters) -> Layout:
         x = np.arange(params.points) / params.points
@@ -636,12 +654,14 @@ class Burgers2DProblem(BatchedProblem):
             scalars={"nu": "1", "dt": "s"},
         )
 
-    def sample_batch(self, params: Burgers2DParameters, solver, rngs):
+    def sample_batch(self, params: Burgers2DParameters, solver, rngs, *, device=None):
+        # The solver's substeps follow the batch's max |u0|, which is `amplitude` for every
+        # sample (each is rescaled to it): a sample does not depend on its batch.
         u0 = torch.tensor(np.stack([
             burgers2d_initial_condition(params.points, rng, terms=params.terms,
                                         wavenumbers=params.wavenumbers, amplitude=params.amplitude)
-            for rng in rngs]))
-        u = solve_burgers2d(u0, nu=params.nu, t_end=params.t_end, frames=params.frames).numpy()
+            for rng in rngs]), device=device)
+        u = solve_burgers2d(u0, nu=params.nu, t_end=params.t_end, frames=params.frames).cpu().numpy()
         dt = params.t_end / (params.frames - 1)
         return [({"u": u[i]}, {"nu": params.nu, "dt": dt}) for i in range(len(rngs))]
 

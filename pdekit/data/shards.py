@@ -108,29 +108,36 @@ def write_shard(
     spec: ShardSpec,
     out: str | os.PathLike,
     on_sample: Callable[[], None] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    batch: int | None = None,
 ) -> dict:
     """Generate the samples of ``spec`` and write its shard; return its manifest record.
 
     Runs in any process (the recipe may be given as its dictionary). ``on_sample`` is called
-    after each sample (progress bars).
+    after each sample (progress bars). ``device`` is where the solver runs (a problem with
+    ``runs_on_device``; :func:`pdekit.data.generate` checks) and ``batch`` how many samples it
+    solves at once (default the problem's ``batch_size``); both are recorded in the shard.
     """
     if isinstance(recipe, dict):
         recipe = recipe_from_dict(recipe)
     problem = PROBLEMS[recipe.pde]
     params = problem.for_split(recipe.parameters, spec.split)
     layout = problem.layout(params)
+    device = torch.device(device)
+    on_device = {"device": device} if device.type != "cpu" else {}
+    step = max(1, int(batch or problem.batch_size))
     dtype = np.dtype(recipe.dtype)
     fields: dict[str, list] = {f.name: [] for f in layout.fields}
     scalars: dict[str, list] = {name: [] for name in layout.scalars}
     # One thread: floating-point reductions then run in the same order whatever the number
     # of worker processes, so files are bit-identical (parallelism comes from processes).
     with serial_on_cpu(torch.device("cpu")):
-        step = max(1, int(problem.batch_size))
         for first in range(spec.start, spec.stop, step):
             indices = range(first, min(first + step, spec.stop))
             rngs = [sample_rng(recipe.seed, spec.split, index) for index in indices]
             try:
-                samples = problem.sample_batch(params, recipe.solver, rngs)
+                samples = problem.sample_batch(params, recipe.solver, rngs, **on_device)
             except Exception as err:
                 where = (f"sample {first}" if len(indices) == 1
                          else f"samples {first}-{indices[-1]}")
@@ -160,7 +167,7 @@ def write_shard(
         data_vars, coords=coords,
         attrs={"pdekit_version": __version__, "pde": recipe.pde, "dataset": recipe.name,
                "split": spec.split, "recipe": json.dumps(recipe.to_dict(), sort_keys=True),
-               "recipe_sha256": recipe.fingerprint(),
+               "recipe_sha256": recipe.fingerprint(), "device": device.type, "batch": step,
                "statistics": json.dumps(statistics, sort_keys=True)},
     )
     out = Path(out)
@@ -168,18 +175,25 @@ def write_shard(
     tmp = out / f".{spec.file}.tmp"
     dataset.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, final)
-    return shard_record(spec, final, statistics)
+    return shard_record(spec, final)
 
 
-def shard_record(spec: ShardSpec, path: Path, statistics: dict | None = None) -> dict:
-    """The manifest entry of a written shard (statistics read from its attributes if not given)."""
-    if statistics is None:
-        import h5py
+def shard_record(spec: ShardSpec, path: Path) -> dict:
+    """The manifest entry of a written shard: its place, checksum, where it was solved (device
+    type and batch; shards written before they were recorded say neither) and the statistics of
+    its fields, read from its attributes."""
+    import h5py
 
-        with h5py.File(path, "r") as handle:
-            statistics = json.loads(handle.attrs["statistics"])
-    return {"file": spec.file, "split": spec.split, "start": spec.start, "stop": spec.stop,
-            "sha256": file_sha256(path), "statistics": statistics}
+    with h5py.File(path, "r") as handle:
+        attrs = dict(handle.attrs)
+    record = {"file": spec.file, "split": spec.split, "start": spec.start, "stop": spec.stop,
+              "sha256": file_sha256(path)}
+    for name in ("device", "batch"):
+        if name in attrs:
+            value = attrs[name]  # h5netcdf stores a number as a one-element array
+            record[name] = np.asarray(value).reshape(-1)[0].item() if not isinstance(value, str) else value
+    record["statistics"] = json.loads(attrs["statistics"])
+    return record
 
 
 def _aggregate(records: list[dict], split: str) -> dict:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from pdekit.data import RecipeError, generate, load_recipe, open_dataset
+from pdekit.data import PROBLEMS, RecipeError, generate, load_recipe, open_dataset
 from pdekit.data.recipe import read_toml, toml_value, validate_dataclass
 from pdekit.models.registry import MODELS, build_model
 from pdekit.train.task import build_task
@@ -220,9 +220,14 @@ def _resolve(path: str, base: str) -> Path:
     return fallback if fallback.exists() else candidate
 
 
-def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1) -> Path:
+def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1,
+                    device: str | torch.device = "cpu") -> Path:
     """The dataset folder of ``recipe``: generated from its dataset recipe when needed (with
-    ``workers`` processes; more than one needs the ``if __name__ == "__main__"`` idiom in scripts)."""
+    ``workers`` processes; more than one needs the ``if __name__ == "__main__"`` idiom in scripts).
+
+    On a GPU ``device`` the problems whose solver runs there (``runs_on_device``) are solved on
+    it, a shard at a time where the samples do not depend on the batch
+    (:func:`pdekit.data.generate`'s ``device`` and ``batch``); the others on the CPU."""
     source = _resolve(recipe.dataset, recipe.base)
     if source.suffix != ".toml":
         if not source.is_dir():
@@ -234,7 +239,12 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
         dataset_recipe = dataset_recipe.replace(samples=recipe.dataset_samples)
         name = f"{name}-n{recipe.dataset_samples}"
     folder = Path(recipe.data_dir or Path("data") / name)
-    generate(dataset_recipe, folder, workers=workers, progress=progress)
+    problem, options = PROBLEMS[dataset_recipe.pde], {}
+    if torch.device(device).type != "cpu" and problem.runs_on_device:
+        options["device"] = device
+        if problem.batch_invariant(dataset_recipe.parameters):
+            options["batch"] = dataset_recipe.samples_per_shard
+    generate(dataset_recipe, folder, workers=workers, progress=progress, **options)
     return folder
 
 
@@ -292,7 +302,7 @@ def train_from_recipe(recipe: TrainRecipe | str | os.PathLike, *, out: str | os.
     out = Path(out or Path("runs") / recipe.name)
     if resume:
         _check_resumable(recipe, out)
-    folder = prepare_dataset(recipe, progress=progress, workers=workers)
+    folder = prepare_dataset(recipe, progress=progress, workers=workers, device=device)
     train = open_dataset(folder, recipe.train_split)
     test = open_dataset(folder, recipe.test_split)
     torch.manual_seed(recipe.training.seed)

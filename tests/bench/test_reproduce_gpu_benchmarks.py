@@ -75,3 +75,12 @@ def test_compile_is_chosen_when_the_bench_found_it_faster(tmp_path):
         records = [{"problem": "lsm-85", "method": m, "samples_per_second": r} for m, r in rates.items()]
         path.write_text(json.dumps({"records": records}))
         assert reproduce.compile_helps(path) is expected
+
+
+def test_navier_stokes_data_step_generates_on_the_device(tmp_path):
+    assert _run(tmp_path, "ns-fno-data") == 0
+    step = _summary(tmp_path / "out")["ns-fno-data"]
+    assert step["returncode"] == 0 and "--device cpu" in step["command"]
+    manifest = json.loads((tmp_path / "runs" / "navier-stokes2d-fno-cpu" / "manifest.json").read_text())
+    assert manifest["splits"] == {"train": 2, "test": 2}
+    assert {s["device"] for s in manifest["shards"]} == {"cpu"}
