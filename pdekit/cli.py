@@ -306,8 +306,9 @@ def _cmd_train(args) -> int:
                                 progress=not args.no_progress, workers=args.workers,
                                 max_time=max_time, **overrides)
     if trainer.rank == 0:
-        metric = trainer.task.select.removeprefix("test_").replace("_", " ")
-        print(f"trained to epoch {trainer.epoch}; best test {metric} {trainer.best:.4g}; "
+        part, metric = trainer.select.split("_", 1)
+        print(f"trained to epoch {trainer.epoch}; best {'validation' if part == 'val' else part} "
+              f"{metric.replace('_', ' ')} {trainer.best:.4g}; "
               f"checkpoints in {trainer.out}")
         if trainer.stopped_early:
             print(f"stopped by --max-time ({args.max_time:g} min) after epoch {trainer.epoch} of "

@@ -17,6 +17,7 @@ EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 # script -> (arguments, a line its output must match)
 RUNS = {
     "generate_dataset.py": (["--quick"], r"darcy: \{'train': 2, 'test': 2\} in 2 shard"),
+    "generate_on_gpu.py": (["--quick"], r"t=20: \d\.\de-0[6-9]"),  # float32 files against float64
     "train_operator.py": (["--quick", "--out", "runs/example"], r"test relative L2 \d"),
     "optimal_transport.py": ([], r"sparsity-constrained, k=3: at most [123] nonzeros per column"),
     "bandit_sor.py": (["--quick"], r"PooledChebCB: +\d"),

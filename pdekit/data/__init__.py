@@ -1,7 +1,7 @@
 """Layer 2: datasets. Recipes (TOML) -> generation (local processes or a Dask cluster) ->
 sharded HDF5 files readable by h5py and xarray -> lazy ``torch.utils.data.Dataset``s."""
 
-from pdekit.data.dataset import HDF5SampleDataset, open_dataset
+from pdekit.data.dataset import HDF5SampleDataset, SampleSubset, open_dataset
 from pdekit.data.formats import export_dataset
 from pdekit.data.generate import DatasetExistsError, GenerateArgumentError, generate
 from pdekit.data.problems import PROBLEMS
@@ -18,6 +18,7 @@ __all__ = [
     "HDF5SampleDataset",
     "Recipe",
     "RecipeError",
+    "SampleSubset",
     "export_dataset",
     "generate",
     "load_recipe",

@@ -18,7 +18,7 @@ import torch
 
 from pdekit.data.shards import MANIFEST, read_manifest
 
-__all__ = ["HDF5SampleDataset", "open_dataset"]
+__all__ = ["HDF5SampleDataset", "SampleSubset", "open_dataset"]
 
 
 class HDF5SampleDataset(torch.utils.data.Dataset):
@@ -129,6 +129,60 @@ class HDF5SampleDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self)} samples, fields={self.fields}, "
                 f"coords={ {k: tuple(v.shape) for k, v in self.coords.items()} })")
+
+
+class SampleSubset(torch.utils.data.Dataset):
+    """Samples ``indices`` of ``dataset``, which keeps describing them: its ``field_info``,
+    ``coords``, ``info`` and the like are read through; :meth:`per_point_statistics` covers
+    these samples only.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Items ``{field: tensor}`` (e.g. :func:`open_dataset`).
+    indices : sequence of int
+        Which of its samples, in this order.
+    """
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        if self.indices and not (-len(dataset) <= min(self.indices) and max(self.indices) < len(dataset)):
+            raise IndexError(f"SampleSubset: indices out of range for a dataset of {len(dataset)} samples")
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "indices") or name.startswith("__"):  # not yet set (unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.dataset[self.indices[index]]
+
+    def per_point_statistics(self, fields=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Mean and standard deviation of each field at every grid point over these samples
+        (one pass; float64 accumulation)."""
+        info = getattr(self.dataset, "field_info", {})
+        sums: dict = {}
+        squares: dict = {}
+        for i in range(len(self)):
+            item = self[i]
+            for name in fields or list(item):
+                if info.get(name, {}).get("role") == "mask":
+                    continue
+                value = item[name].double()
+                sums[name] = sums.get(name, 0.0) + value
+                squares[name] = squares.get(name, 0.0) + value * value
+        out = {}
+        for name, total in sums.items():
+            mean = total / len(self)
+            out[name] = (mean, (squares[name] / len(self) - mean * mean).clamp_min(0).sqrt())
+        return out
+
+    def __repr__(self) -> str:
+        return f"SampleSubset({len(self)} of {self.dataset!r})"
 
 
 def _open_pdekit(root: Path, split: str, fields, dtype) -> HDF5SampleDataset:

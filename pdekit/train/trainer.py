@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from pdekit.data.dataset import SampleSubset
 from pdekit.models.checkpoint import load_checkpoint, save_checkpoint
 from pdekit.models.normalization import NormalizedModel
 from pdekit.train import distributed
@@ -100,6 +101,11 @@ class TrainingSettings:
         Run the training steps through ``torch.compile`` (the model's forward and backward;
         evaluation and checkpoints use the plain module, which shares its weights). Worth it
         for long runs on a GPU; the first steps pay the compilation.
+    validation_fraction : float
+        Fraction of the training samples held out (drawn from ``seed``, fixed for the run):
+        they are not trained on, are evaluated with the test set (metrics ``val_*``), and
+        choose ``best.pt``. 0 (default): ``best.pt`` is chosen on the test metrics, so its test
+        figure is optimistic; report ``last.pt``, or hold out a validation set.
     """
 
     epochs: int = 100
@@ -121,6 +127,7 @@ class TrainingSettings:
     num_workers: int = 0
     ema_decay: float = 0.0
     compile: bool = False
+    validation_fraction: float = 0.0
 
     def __post_init__(self):
         checks = [
@@ -135,6 +142,7 @@ class TrainingSettings:
             (self.eval_every >= 1 and self.checkpoint_every >= 1,
              "`eval_every` and `checkpoint_every` must be >= 1"),
             (self.step_size >= 1 and 0 < self.gamma <= 1, "`step_size` >= 1 and `gamma` in (0, 1]"),
+            (0 <= self.validation_fraction < 1, "`validation_fraction` must be in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -192,6 +200,14 @@ class Trainer:
         outputs = list(outputs or _role(train, "output"))
         if type(self.task) is Task and (not inputs or not outputs):
             raise ValueError("Trainer: name the `inputs` and `outputs` fields (the dataset does not say)")
+        self.validation_batches = None
+        if s.validation_fraction > 0:
+            train, held_out = split_for_validation(train, s.validation_fraction, s.seed)
+            self.validation_batches = self.task.make_batches(held_out, inputs=inputs, outputs=outputs,
+                                                             settings=s)
+        #: the metric that chooses best.pt: the task's test metric, or its validation twin
+        self.select = (_validation_name(self.task.select) if self.validation_batches is not None
+                       else self.task.select)
         self.train_batches = self.task.make_batches(train, inputs=inputs, outputs=outputs, settings=s)
         self.test_batches = (self.task.make_batches(test, inputs=inputs, outputs=outputs, settings=s)
                              if test is not None else None)
@@ -329,11 +345,11 @@ class Trainer:
     def evaluate(self, batches=None) -> dict:
         """The task's test metrics on ``batches`` (default the test set), with the EMA weights."""
         with self.averaged_weights():
-            return self.task.evaluate(self.model, batches or self.test_batches, device=self.device,
-                                      settings=self.settings)
+            return self.task.evaluate(self.model, self.test_batches if batches is None else batches,
+                                      device=self.device, settings=self.settings)
 
     def _improved(self, record: dict) -> bool:
-        value = record.get(self.task.select)
+        value = record.get(self.select)
         if value is None or not math.isfinite(value):
             return False
         return value > self.best if self.task.maximize else value < self.best
@@ -384,12 +400,16 @@ class Trainer:
             last = epoch == s.epochs
             if not last and self._out_of_time(started, epoch - first + 1, max_time):
                 last = self.stopped_early = True
-            if self.test_batches is not None and (epoch % s.eval_every == 0 or last):
-                record.update(self.evaluate())
+            if epoch % s.eval_every == 0 or last:
+                if self.test_batches is not None:
+                    record.update(self.evaluate())
+                if self.validation_batches is not None:
+                    record.update({_validation_name(k): v
+                                   for k, v in self.evaluate(self.validation_batches).items()})
             self.epoch = epoch
             improved = self._improved(record)
             if improved:
-                self.best = record[self.task.select]
+                self.best = record[self.select]
             if self.rank == 0 and self.out is not None:
                 if improved:
                     self.save(self.out / "best.pt", record)
@@ -399,8 +419,8 @@ class Trainer:
                     f.write(json.dumps(record) + "\n")
             history.append(record)
             postfix = {"loss": f"{record['train_loss']:.3e}"}
-            if self.task.select in record:
-                postfix[self.task.select.removeprefix("test_")] = f"{record[self.task.select]:.3e}"
+            if self.select in record:
+                postfix[self.select.removeprefix("test_")] = f"{record[self.select]:.3e}"
             bar.set_postfix(postfix)
             if self.stopped_early:
                 break
@@ -432,6 +452,31 @@ class Trainer:
         lines = [line for line in path.read_text().splitlines()
                  if line.strip() and json.loads(line)["epoch"] <= self.epoch]
         path.write_text("".join(line + "\n" for line in lines))
+
+
+def split_for_validation(dataset, fraction: float, seed: int) -> tuple[SampleSubset, SampleSubset]:
+    """``(kept, held_out)``: ``round(fraction * len(dataset))`` samples drawn without replacement
+    from a generator seeded with ``seed`` are held out; both parts keep the dataset's order.
+
+    Raises
+    ------
+    ValueError
+        If either part would be empty.
+    """
+    n = len(dataset)
+    count = round(fraction * n)
+    if not 0 < count < n:
+        raise ValueError(f"Trainer: `validation_fraction` = {fraction} holds out {count} of the {n} "
+                         "training samples; each part needs at least one")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held = set(order[:count].tolist())
+    kept = [i for i in range(n) if i not in held]
+    return SampleSubset(dataset, kept), SampleSubset(dataset, sorted(held))
+
+
+def _validation_name(metric: str) -> str:
+    """``test_relative_l2`` -> ``val_relative_l2``."""
+    return "val_" + metric.removeprefix("test_")
 
 
 def _role(dataset, role: str) -> list[str]:
