@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from pdekit.data.dataset import SampleSubset
 from pdekit.train import metrics as M
 from pdekit.train.batches import FieldBatches
 
@@ -125,7 +126,7 @@ def plot_predictions(model: torch.nn.Module, dataset, path: str | os.PathLike, *
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    batches = FieldBatches(torch.utils.data.Subset(dataset, list(samples)), inputs, outputs)
+    batches = FieldBatches(SampleSubset(dataset, samples), inputs, outputs)
     model = model.to(device).eval()
     with torch.no_grad():
         pred = model(batches.x.to(device)).float().cpu()
