@@ -226,7 +226,7 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
     ``workers`` processes; more than one needs the ``if __name__ == "__main__"`` idiom in scripts).
 
     On a GPU ``device`` the problems whose solver runs there (``runs_on_device``) are solved on
-    it, a shard at a time where the samples do not depend on the batch
+    it by one process, a shard at a time where the samples do not depend on the batch
     (:func:`pdekit.data.generate`'s ``device`` and ``batch``); the others on the CPU."""
     source = _resolve(recipe.dataset, recipe.base)
     if source.suffix != ".toml":
@@ -241,7 +241,7 @@ def prepare_dataset(recipe: TrainRecipe, progress: bool = True, workers: int = 1
     folder = Path(recipe.data_dir or Path("data") / name)
     problem, options = PROBLEMS[dataset_recipe.pde], {}
     if torch.device(device).type != "cpu" and problem.runs_on_device:
-        options["device"] = device
+        options["device"], workers = device, 1  # one process keeps the device busy
         if problem.batch_invariant(dataset_recipe.parameters):
             options["batch"] = dataset_recipe.samples_per_shard
     generate(dataset_recipe, folder, workers=workers, progress=progress, **options)

@@ -140,5 +140,6 @@ def test_training_generates_its_dataset_on_its_device(tmp_path, monkeypatch, dat
     path = tmp_path / "train.toml"
     path.write_text(f'name = "t"\ndataset = "{root / dataset}"\ndata_dir = "{tmp_path / "data"}"\n'
                     '[model]\nname = "unet"\nin_channels = 1\nout_channels = 1\n')
-    train_recipe.prepare_dataset(train_recipe.load_train_recipe(path), progress=False, device=device)
-    assert calls == [{"workers": 1, "progress": False, **expected}]
+    recipe = train_recipe.load_train_recipe(path)
+    train_recipe.prepare_dataset(recipe, progress=False, device=device, workers=4)
+    assert calls == [{"workers": 1 if expected else 4, "progress": False, **expected}]
