@@ -29,18 +29,22 @@ only), is started only while enough of the budget is left, and may use all that 
     the Darcy dataset generated first if missing, stopped cleanly by ``--max-time`` before the
     budget ends and continued (``--resume``) by the next call that finds the run folder. It
     trains with ``torch.compile`` when the ``bench-train`` step of the same call found it faster.
+``lsm-ns-paper`` (not in the default steps)
+    The same for the paper-budget LSM on Navier-Stokes: ``solvers/lsm-ns.toml`` into
+    ``--runs``/lsm-ns, its data (``ns-fno-data``) generated on the device first if missing.
 
 Everything lands in ``--out`` as at most eight files: ``summary.json`` (per step the command,
 its exit status, seconds and the end of its output), the benchmark reports
 (``bench-train.json``, ``lsm-inference.json``, ``bench-dcdm.json``, ``bench-dcdm-256.json``) and
-the paper run's ``lsm-paper-metrics.jsonl``. Plots, full logs and copies of the reports go to
-``--runs``; redraw a plot from its report with ``pdekit bench dcdm --from
+the paper runs' ``lsm-paper-metrics.jsonl`` and ``lsm-ns-paper-metrics.jsonl``. Plots, full
+logs and copies of the reports go to ``--runs``; redraw a plot from its report with ``pdekit bench dcdm --from
 OUT/bench-dcdm.json --plot FILE.png``.
 
 Run from the repository root (installed, or with ``PYTHONPATH=.``)::
 
     python examples/reproduce_gpu_benchmarks.py --out runs/gpu-reports --budget 540
     python examples/reproduce_gpu_benchmarks.py --out runs/gpu-reports --budget 540 --steps lsm-paper
+    python examples/reproduce_gpu_benchmarks.py --out runs/gpu-reports --budget 540 --steps lsm-ns-paper
 
 ``--quick`` runs every step at smoke sizes (minutes on a CPU).
 """
@@ -58,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("bench-train", "lsm-inference", "dcdm", "dcdm-256", "ns-fno-data", "lsm-paper")
+STEPS = ("bench-train", "lsm-inference", "dcdm", "dcdm-256", "ns-fno-data", "lsm-paper", "lsm-ns-paper")
 DEFAULT_STEPS = STEPS[:4]
 DCDM_METHODS = "pdekit-cg,pdekit-pcg-multigrid,pyamg-rs-pcg,pdekit-dcdm,pdekit-fcg-dcdm"
 COMPILE_GAIN = 1.1  # train the paper run compiled when compilation is at least this much faster
@@ -89,30 +93,45 @@ def compile_helps(bench_train_json: Path) -> bool:
     return rate["pdekit-trainer-bf16-compile"] >= COMPILE_GAIN * rate["pdekit-trainer-bf16"]
 
 
-def darcy_data_command(args) -> list[str] | None:
-    """Generating the paper run's Darcy dataset on every CPU core (None in a quick run, whose
-    ``pdekit train`` generates its few samples itself). Resumable, and quick when complete."""
+def data_command(args, name: str) -> list[str] | None:
+    """Generating the dataset of paper run ``name`` (None in a quick run, whose ``pdekit train``
+    generates its few samples itself): Darcy on every CPU core, Navier-Stokes on the device.
+    Resumable, and quick when complete."""
     if args.quick:
         return None
+    if name == "lsm-ns-paper":
+        return pdekit("generate", "datasets/navier-stokes2d-fno.toml", "--out", "data/navier-stokes2d-fno",
+                      "--device", args.device, "--batch", "200", "--no-progress")
     return pdekit("generate", "datasets/darcy.toml", "--out", "data/darcy", "--workers",
                   str(os.cpu_count() or 1), "--no-progress")
 
 
-def lsm_paper_step(args, minutes: float) -> Step:
-    """The paper-budget LSM run, stopped after ``minutes``; resumed when its run folder holds a
-    ``last.pt``."""
-    folder = args.runs / "lsm-darcy"
+# paper-budget training steps: step -> (training recipe, run folder in --runs, quick-mode settings:
+# a narrow model, one epoch, a few samples a split generated into the runs folder)
+PAPER_RUNS = {
+    "lsm-paper": ("solvers/lsm-darcy.toml", "lsm-darcy",
+                  ["--set", "dataset_samples=8", "--set", "data_dir={runs}/darcy"]),
+    "lsm-ns-paper": ("solvers/lsm-ns.toml", "lsm-ns",
+                     ["--set", 'dataset="datasets/navier-stokes2d-fno-cpu.toml"', "--set",
+                      "dataset_samples=2", "--set", "data_dir={runs}/navier-stokes2d-fno-cpu-n2"]),
+}
+
+
+def paper_run_step(args, name: str, minutes: float) -> Step:
+    """The paper-budget run of step ``name`` (:data:`PAPER_RUNS`), stopped after ``minutes``;
+    resumed when its run folder holds a ``last.pt``."""
+    recipe, run, quick = PAPER_RUNS[name]
+    folder = args.runs / run
     budget = ["--max-time", f"{minutes:.2f}", "--device", args.device, "--no-progress"]
     if (folder / "last.pt").is_file():
-        return Step("lsm-paper", pdekit("train", str(folder), "--resume", *budget), 120)
+        return Step(name, pdekit("train", str(folder), "--resume", *budget), 120)
     settings: list[str] = []
     if compile_helps(args.runs / "bench-train.json"):  # this call's, or an earlier call's
         settings += ["--set", "training.compile=true"]
-    if args.quick:  # a narrow model, one epoch, 8 samples a split generated into the runs folder
-        settings += ["--set", "model.width=8", "--set", "dataset_samples=8", "--epochs", "1",
-                     "--set", f"data_dir={args.runs / 'darcy'}"]
-    return Step("lsm-paper", pdekit("train", "solvers/lsm-darcy.toml", "--out", str(folder), *settings,
-                                    *budget), 120)
+    if args.quick:
+        settings += ["--set", "model.width=8", "--epochs", "1",
+                     *(option.format(runs=args.runs) for option in quick)]
+    return Step(name, pdekit("train", recipe, "--out", str(folder), *settings, *budget), 120)
 
 
 def bench_steps(args) -> dict[str, Step]:
@@ -187,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in steps:
         started = time.monotonic()
         code, tail = 0, ""
-        data = darcy_data_command(args) if name == "lsm-paper" else None
+        data = data_command(args, name) if name in PAPER_RUNS else None
         if data is not None and deadline - started > 120:
             print(f"[{name}] {' '.join(data)}", flush=True)
             code, tail = run_command(data, deadline - started, args.runs / f"{name}.log")
         left = deadline - time.monotonic()
-        if name == "lsm-paper":
-            step = lsm_paper_step(args, minutes=max(left - 90, 0) / 60)  # 90 s: start, evaluation, save
+        if name in PAPER_RUNS:
+            step = paper_run_step(args, name, minutes=max(left - 90, 0) / 60)  # 90 s: start, evaluation, save
         else:
             step = bench_steps(args)[name]
         record: dict = {"step": name, "command": " ".join(step.command)}
@@ -212,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         print(tail, flush=True)
         print(f"[{name}] {'stopped at the budget' if code is None else f'exit {code}'} after "
               f"{record['seconds']} s", flush=True)
-        if name == "lsm-paper" and (args.runs / "lsm-darcy" / "metrics.jsonl").is_file():
-            shutil.copy(args.runs / "lsm-darcy" / "metrics.jsonl", args.out / "lsm-paper-metrics.jsonl")
+        metrics = args.runs / PAPER_RUNS[name][1] / "metrics.jsonl" if name in PAPER_RUNS else None
+        if metrics is not None and metrics.is_file():
+            shutil.copy(metrics, args.out / f"{name}-metrics.jsonl")
         for report in args.out.glob("*.json"):  # --runs keeps them for later calls (--out may be emptied)
             if report.name != "summary.json":
                 shutil.copy(report, args.runs / report.name)

@@ -84,3 +84,13 @@ def test_navier_stokes_data_step_generates_on_the_device(tmp_path):
     manifest = json.loads((tmp_path / "runs" / "navier-stokes2d-fno-cpu" / "manifest.json").read_text())
     assert manifest["splits"] == {"train": 2, "test": 2}
     assert {s["device"] for s in manifest["shards"]} == {"cpu"}
+
+
+def test_navier_stokes_paper_run_then_resume(tmp_path):
+    assert _run(tmp_path, "lsm-ns-paper") == 0
+    step = _summary(tmp_path / "out")["lsm-ns-paper"]
+    assert "solvers/lsm-ns.toml" in step["command"] and "trained to epoch 1" in step["output_tail"]
+    metrics = (tmp_path / "out" / "lsm-ns-paper-metrics.jsonl").read_text().splitlines()
+    assert json.loads(metrics[-1])["epoch"] == 1 and "test_relative_l2" in json.loads(metrics[-1])
+    assert _run(tmp_path, "lsm-ns-paper") == 0  # a second call continues the run folder
+    assert "--resume" in _summary(tmp_path / "out")["lsm-ns-paper"]["command"]
