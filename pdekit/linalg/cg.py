@@ -3,7 +3,9 @@
 Hestenes & Stiefel (1952); preconditioned form as in Saad, *Iterative Methods for Sparse
 Linear Systems*, 2nd ed., Algorithm 9.1; flexible (Polak-Ribiere) variant after Notay (2000),
 "Flexible conjugate gradients", SIAM J. Sci. Comput. 22(4), with
-``beta_k = <z_{k+1}, r_{k+1} - r_k> / <z_k, r_k>``.
+``beta_k = <z_{k+1}, r_{k+1} - r_k> / <z_k, r_k>``. A flexible step whose preconditioned
+residual is not a descent direction (``<r, z> <= 0``, which a nonlinear preconditioner such as a
+network can return) restarts along the residual itself (a steepest-descent step, ``beta = 0``).
 
 The calling contract follows ``scipy.sparse.linalg.cg``. On GPUs the loop never waits for
 the device between convergence checks: step lengths stay device tensors, and the host looks
@@ -67,6 +69,18 @@ def _update_solution(x, r, p, q, rho, active, first_breakdown, breakdown_is_nan,
 
 
 @cuda_compiled
+def _descent_guard(r, z, fell_back, fallbacks, counted):
+    """In place, for flexible CG: where ``<r, z>`` is finite and ``<= 0`` although ``r != 0``
+    (``z`` is no descent direction), ``z = r``; ``fell_back`` marks those members and
+    ``fallbacks`` counts them where ``counted``. A NaN stays, to be reported as a breakdown."""
+    rz = batched_dot(r, z)
+    bad = (rz <= 0) & (batched_dot(r, r) > 0)
+    z.copy_(torch.where(bad.unsqueeze(1), r, z))
+    fell_back.copy_(bad)
+    fallbacks.add_((bad & counted).long())
+
+
+@cuda_compiled
 def _update_direction(p, z, rho, rho_new, active):
     """In place: ``p = z + beta p`` with ``beta = rho_new / rho``, then ``rho = rho_new``."""
     beta = torch.where(active, rho_new / torch.where(rho > 0, rho, torch.ones_like(rho)),
@@ -87,6 +101,10 @@ class _State:
         self.q = torch.empty_like(b)
         self.z = None if M is None else torch.empty_like(b)
         self.r_old = torch.empty_like(b) if flexible else None
+        # per member: did this step's z fall back to r, and how often it did
+        self.fell_back = torch.zeros(batch, dtype=torch.bool, device=b.device)
+        self.fallbacks = torch.zeros(batch, dtype=torch.long, device=b.device)
+        self.active = torch.ones(batch, dtype=torch.bool, device=b.device)
         z = self.apply_M()
         self.rho = batched_dot(self.r, z)
         self.p = z.clone()
@@ -96,7 +114,7 @@ class _State:
         self.first_breakdown = torch.full((batch,), -1, dtype=torch.long, device=device)
         self.breakdown_is_nan = torch.zeros(batch, dtype=torch.bool, device=device)
         self.step = torch.zeros((), dtype=torch.long, device=device)
-        self.active = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.active.zero_()  # the caller activates the members still above tolerance
         self.history = torch.empty(block, batch, dtype=self.rho.dtype, device=device)
 
     def flat(self, t):
@@ -106,8 +124,14 @@ class _State:
         if self.M is None:
             return self.r
         shape = (-1, *self.M.vector_shape)
-        out = apply_into(self.M, self.r.view(shape), self.z.view(shape))
-        return out.view(self.r.shape)
+        out = apply_into(self.M, self.r.view(shape), self.z.view(shape)).view(self.r.shape)
+        if self.flexible:
+            if out.data_ptr() != self.z.data_ptr():
+                self.z.copy_(out)
+            _descent_guard(self.flat(self.r), self.flat(self.z), self.fell_back,
+                           self.fallbacks, self.active)
+            return self.z
+        return out
 
     def run(self, iterations: int, callback=None) -> None:
         """Run ``iterations`` CG iterations; ``history[j]`` gets ``||r||`` after each."""
@@ -126,6 +150,8 @@ class _State:
                 rho_new = batched_dot(self.r, z)
             if self.flexible:
                 torch.sub(rho_new, batched_dot(z, self.r_old), out=self.rho_pr)
+                # a steepest-descent step restarts the recursion: beta = 0
+                self.rho_pr.masked_fill_(self.fell_back, 0)
                 _update_direction(f(self.p), f(z), self.rho, self.rho_pr, self.active)
                 self.rho.copy_(rho_new)
             else:
@@ -258,7 +284,9 @@ def cg(
     flexible : bool
         Polak-Ribiere ``beta`` (flexible CG) for variable or nonlinear preconditioners; always
         on for a preconditioner tagged ``nonlinear`` (a learned one, which ``cg`` also binds to
-        ``A``: see :class:`pdekit.models.dcdm.LearnedPreconditioner`).
+        ``A``: see :class:`pdekit.models.dcdm.LearnedPreconditioner`). Where ``M r`` is no
+        descent direction (``<r, M r> <= 0``) that step takes ``r`` instead and restarts the
+        recursion (``beta = 0``); ``info`` counts such steps.
 
     Returns
     -------
@@ -394,6 +422,12 @@ def cg(
         else:
             status = SolveStatus.MAXITER
             info = f"maxiter={maxiter}, residual {float(final_norm.max()):.3e} > tolerance"
+    if flexible and M is not None:
+        fallbacks = int(st.fallbacks.max())
+        if fallbacks:
+            note = (f"{fallbacks} steepest-descent step{'s' if fallbacks > 1 else ''} where "
+                    "<r, M r> <= 0" + (" (most in one batch member)" if batch_shape else ""))
+            info = f"{info}; {note}" if info else note
     residual_norms = torch.cat(history).cpu()
     return SolveResult(
         x=A.merge_batch(x, batch_shape, flat),

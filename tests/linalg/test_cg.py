@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -212,6 +214,40 @@ def test_flexible_cg_with_a_nonlinear_preconditioner():
     res = cg(A, b, rtol=1e-10, M=varying, flexible=True)
     assert res.status is SolveStatus.CONVERGED
     assert res.iterations < linear.iterations
+
+
+def test_flexible_cg_steps_along_r_where_the_preconditioner_is_no_descent_direction(dtype):
+    A, b = make_problem("poisson2d-obstacles", dtype)
+    exact = torch.from_numpy(spla.spsolve(A.to_scipy().tocsc(), b.double().numpy().ravel()))
+    calls = [0]
+
+    def sometimes_wrong(r):  # Jacobi, but every third application points uphill
+        calls[0] += 1
+        z = jacobi(A).matvec(r)
+        return -z if calls[0] % 3 == 0 else z
+
+    errors = []
+
+    def a_norm_error(x):
+        e = x.double().ravel() - exact
+        errors.append(float(e @ torch.from_numpy(A.to_scipy() @ e.numpy())))
+
+    rtol = 1e-8 if dtype == torch.float64 else 1e-4
+    res = cg(A, b, rtol=rtol, M=sometimes_wrong, flexible=True, callback=a_norm_error)
+    assert res.status is SolveStatus.CONVERGED, res.message
+    assert "steepest-descent step" in res.info
+    fallbacks = int(res.info.split()[0])
+    assert 0.2 * calls[0] < fallbacks < 0.5 * calls[0]
+    # each step is an exact line search, so the A-norm error never grows
+    assert all(b_ <= a * (1 + 1e-5) for a, b_ in itertools.pairwise(errors))
+    # without the guard the first uphill step ended the solve as "not positive definite"
+    assert res.iterations > 3
+
+
+def test_flexible_cg_reports_no_fallback_for_a_good_preconditioner():
+    A, b = make_problem("poisson2d")
+    res = cg(A, b, rtol=1e-10, M=jacobi(A), flexible=True)
+    assert res.status is SolveStatus.CONVERGED and res.info == ""
 
 
 @pytest.mark.parametrize(
