@@ -66,7 +66,9 @@ class TrainingSettings:
     epochs : int
         Passes over the training split.
     batch_size : int
-        Global batch size.
+        Global batch size. For a model with batch-norm layers, a last batch that would give a
+        process a single sample (on which batch norm cannot train) is left out of that epoch;
+        the order is drawn afresh each epoch, so a different sample sits out each time.
     loss : str
         Supervised loss: ``"relative_l2"`` (per sample) or ``"mse"``.
     optimizer : str
@@ -212,6 +214,10 @@ class Trainer:
         self.test_batches = (self.task.make_batches(test, inputs=inputs, outputs=outputs, settings=s)
                              if test is not None else None)
         self.model = self.task.wrap_model(model, self.train_batches, train, s).to(self.device)
+        #: batch-norm layers cannot train on a batch of one (PyTorch refuses where a channel
+        #: has a single value); such a last batch is then left out of each epoch
+        self.batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                              for m in self.model.modules())
         self.parallel = distributed.wrap(self.model, self.device) if self.world > 1 else self.model
         if s.compile:
             self.parallel = torch.compile(self.parallel)
@@ -291,6 +297,8 @@ class Trainer:
         s = self.settings
         self.model.train()
         order = epoch_permutation(len(self.train_batches), s.seed, epoch)
+        if self.batch_norm:
+            order = _without_lone_last_batch(order, s.batch_size, self.world)
         count, started = 0, time.perf_counter()
         losses = []
         for batch in self.train_batches.batches(s.batch_size, order, self.rank, self.world):
@@ -452,6 +460,16 @@ class Trainer:
         lines = [line for line in path.read_text().splitlines()
                  if line.strip() and json.loads(line)["epoch"] <= self.epoch]
         path.write_text("".join(line + "\n" for line in lines))
+
+
+def _without_lone_last_batch(order: torch.Tensor, batch_size: int, world: int) -> torch.Tensor:
+    """``order`` without its last, partial global batch where that would leave a process a
+    batch of one sample (and a full batch precedes it). The order is drawn afresh each epoch,
+    so a different sample sits out each time."""
+    remainder = len(order) % batch_size
+    if 0 < remainder < 2 * world and len(order) > batch_size:
+        return order[:len(order) - remainder]
+    return order
 
 
 def split_for_validation(dataset, fraction: float, seed: int) -> tuple[SampleSubset, SampleSubset]:

@@ -116,3 +116,18 @@ def test_short_lsm_training_reduces_the_error():
     before = trainer.evaluate()["test_relative_l2"]
     after = trainer.fit()[-1]["test_relative_l2"]
     assert after < before / 3, (before, after)
+
+
+def test_unet_trains_when_the_last_batch_would_hold_one_sample():
+    # 16x16 pools to a 1x1 bottleneck, where batch norm cannot train on a single sample; the
+    # Trainer leaves such a last batch out of each epoch (33 = 4 x 8 + 1)
+    torch.manual_seed(0)
+    trainer = Trainer(UNet(width=4), _Smooth(33, 0), _Smooth(8, 1), epochs=2, batch_size=8,
+                      normalization="field", progress=False)
+    history = trainer.fit()
+    assert len(history) == 2 and all(h["train_loss"] > 0 for h in history)
+    assert trainer.batch_norm
+    # a model without batch norm trains on every sample
+    plain = Trainer(torch.nn.Conv2d(1, 1, 3, padding=1), _Smooth(33, 0), None, epochs=1,
+                    batch_size=8, normalization="field", progress=False)
+    assert not plain.batch_norm

@@ -187,3 +187,19 @@ def test_resume_continues_the_random_draws_made_on_the_training_device(tmp_path,
     for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(),
                             strict=True):
         torch.testing.assert_close(b, a, rtol=0 if exact else 1e-4, atol=0 if exact else 1e-5, msg=name)
+
+
+@pytest.mark.parametrize("n, batch_size, world, kept", [
+    (33, 8, 1, 32),   # a last batch of one sits out
+    (34, 8, 1, 34),   # two samples: batch norm can train on them
+    (1, 8, 1, 1),     # no full batch precedes it: kept
+    (36, 8, 2, 36),   # 4 left for 2 processes: 2 each
+    (35, 8, 2, 32),   # 3 left for 2 processes: one would get a batch of one
+    (37, 8, 2, 37),   # 5 left for 2 processes: 3 and 2
+])
+def test_a_lone_last_batch_is_left_out_for_batch_norm(n, batch_size, world, kept):
+    from pdekit.train.trainer import _without_lone_last_batch
+
+    order = torch.randperm(n)
+    out = _without_lone_last_batch(order, batch_size, world)
+    assert len(out) == kept and torch.equal(out, order[:kept])
