@@ -1,5 +1,11 @@
 """Layer 2: learned solvers as ``torch.nn.Module``s, each registered by name so that
-checkpoints rebuild them with no code (:func:`load_model`)."""
+checkpoints rebuild them with no code (:func:`load_model`).
+
+The graph models (``MMPDE``, ``UniformGNN``) are imported on first use: their module imports
+torch-geometric, which takes longer to import than the rest of pdekit together.
+"""
+
+import importlib
 
 from pdekit.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from pdekit.models.dcdm import DCDMNet, LearnedPreconditioner
@@ -8,7 +14,6 @@ from pdekit.models.fno import FNO2d, FNO3d
 from pdekit.models.hard_constraint import HardConstraintFNO, SoftConstraintFNO
 from pdekit.models.lsm import LatentSpectralModel
 from pdekit.models.mesh_mover import DataFreeMeshMover
-from pdekit.models.mmpde import MMPDE, UniformGNN
 from pdekit.models.modern_unet import ModernUNet1d
 from pdekit.models.multionet import MultiONet
 from pdekit.models.normalization import NormalizedModel
@@ -44,3 +49,9 @@ __all__ = [
     "register_model",
     "save_checkpoint",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("MMPDE", "UniformGNN"):
+        return getattr(importlib.import_module("pdekit.models.mmpde"), name)
+    raise AttributeError(f"module 'pdekit.models' has no attribute {name!r}")

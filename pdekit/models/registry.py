@@ -9,20 +9,69 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import inspect
 
 import torch
 
 __all__ = ["MODELS", "build_model", "model_arguments", "model_name", "register_model"]
 
-MODELS: dict[str, type[torch.nn.Module]] = {}
+#: models whose modules pull in a heavy stack (torch-geometric: about 1.5 s to import), imported
+#: the first time one of them is looked up or the registry is listed
+_LAZY_MODULES = {"gnn-uniform": "pdekit.models.mmpde", "mmpde": "pdekit.models.mmpde"}
+
+
+class _Registry(dict):
+    """``name -> model class``; the models of ``_LAZY_MODULES`` register on first use."""
+
+    def _load(self, name: str | None = None) -> None:
+        for key in ([name] if name is not None else list(_LAZY_MODULES)):
+            if key in _LAZY_MODULES and not dict.__contains__(self, key):
+                importlib.import_module(_LAZY_MODULES[key])
+
+    def __missing__(self, key):
+        self._load(key)
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key) -> bool:
+        if isinstance(key, str):
+            self._load(key)
+        return dict.__contains__(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __iter__(self):
+        self._load()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._load()
+        return dict.__len__(self)
+
+    def keys(self):
+        self._load()
+        return dict.keys(self)
+
+    def values(self):
+        self._load()
+        return dict.values(self)
+
+    def items(self):
+        self._load()
+        return dict.items(self)
+
+
+MODELS: dict[str, type[torch.nn.Module]] = _Registry()
 
 
 def register_model(name: str):
     """Class decorator: register ``cls`` under ``name`` and record its constructor arguments."""
 
     def decorate(cls):
-        if name in MODELS:
+        if dict.__contains__(MODELS, name):
             raise ValueError(f"register_model: the name {name!r} is taken by {MODELS[name].__name__}")
         signature = inspect.signature(cls.__init__)
         original = cls.__init__
