@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,10 @@ class TrainingSettings:
     compile : bool
         Run the training steps through ``torch.compile`` (the model's forward and backward;
         evaluation and checkpoints use the plain module, which shares its weights). Worth it
-        for long runs on a GPU; the first steps pay the compilation.
+        for long runs on a GPU; the first steps pay the compilation. Where a compiled step
+        fails (no C++ compiler for the CPU backend, an operation the compiler does not
+        support), the Trainer warns and trains eagerly from that step on; an error the plain
+        module raises too is raised.
     validation_fraction : float
         Fraction of the training samples held out (drawn from ``seed``, fixed for the run):
         they are not trained on, are evaluated with the test set (metrics ``val_*``), and
@@ -219,6 +223,8 @@ class Trainer:
         self.batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                               for m in self.model.modules())
         self.parallel = distributed.wrap(self.model, self.device) if self.world > 1 else self.model
+        #: the uncompiled ``parallel``, which a failed compiled step falls back to
+        self.eager_parallel = self.parallel
         if s.compile:
             self.parallel = torch.compile(self.parallel)
         self.optimizer = self._make_optimizer()
@@ -303,11 +309,12 @@ class Trainer:
         losses = []
         for batch in self.train_batches.batches(s.batch_size, order, self.rank, self.world):
             batch = self._to_device(batch)
-            with self._autocast():
-                loss = self.task.loss(self.parallel, batch, s)
-            loss = loss.float().mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss = self._forward_backward(batch)
+            except Exception as err:
+                if self.parallel is self.eager_parallel:
+                    raise
+                loss = self._fall_back_to_eager(batch, err)
             if s.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
             self.optimizer.step()
@@ -324,6 +331,29 @@ class Trainer:
         seconds = time.perf_counter() - started
         return {"train_loss": float(totals[0] / totals[1]), "seconds": seconds,
                 "samples_per_second": float(totals[1]) / seconds}
+
+    def _forward_backward(self, batch) -> torch.Tensor:
+        """The batch's mean loss, its gradients left in the parameters' ``.grad``."""
+        with self._autocast():
+            loss = self.task.loss(self.parallel, batch, self.settings)
+        loss = loss.float().mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    def _fall_back_to_eager(self, batch, err: Exception) -> torch.Tensor:
+        """Redo a step whose compiled run raised ``err`` with the plain module, and keep it.
+
+        An error of the model itself recurs here and is raised (chained to ``err``); a failure
+        of the compiler alone does not, and training goes on eagerly after a warning.
+        """
+        self.parallel = self.eager_parallel
+        loss = self._forward_backward(batch)
+        # the first two lines: a compiler failure names the backend, then the error it raised
+        what = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])[:300]
+        warnings.warn(f"Trainer: the compiled training step failed ({type(err).__name__}: {what}); "
+                      "training without torch.compile from here on", RuntimeWarning, stacklevel=2)
+        return loss
 
     @torch.no_grad()
     def _update_ema(self) -> None:

@@ -113,6 +113,48 @@ def test_compiled_training_steps_match_the_plain_ones(tmp_path):
     assert list(pdekit.load(tmp_path / "compiled" / "last.pt").state_dict()) == list(plain.model.state_dict())
 
 
+def _compile_with(monkeypatch, backend):
+    """Make the Trainer's ``torch.compile`` use ``backend`` (a Dynamo backend function)."""
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module: real(module, backend=backend))
+    torch._dynamo.reset()
+
+
+def test_a_failed_compilation_falls_back_to_the_plain_steps(tmp_path, monkeypatch):
+    calls = []
+
+    def second_compilation_fails(graph, example_inputs):  # the recompile for the short last batch
+        calls.append(len(example_inputs))
+        if len(calls) > 1:
+            raise RuntimeError("no working C++ compiler")
+        return graph.forward
+
+    plain = _trainer(tmp_path / "plain", epochs=2, batch_size=24, normalization="none")
+    _compile_with(monkeypatch, second_compilation_fails)
+    compiled = _trainer(tmp_path / "compiled", epochs=2, batch_size=24, normalization="none", compile=True)
+    with pytest.warns(RuntimeWarning, match="compiled training step failed.*no working C.. compiler"):
+        b = compiled.fit()
+    a = plain.fit()
+    assert len(calls) == 2 and compiled.parallel is compiled.eager_parallel
+    # the failed step was redone eagerly, so nothing was lost or applied twice
+    assert [r["train_loss"] for r in b] == pytest.approx([r["train_loss"] for r in a], rel=1e-6)
+    for (name, p), q in zip(plain.model.state_dict().items(), compiled.model.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_an_error_of_the_model_itself_is_raised_not_hidden_by_the_fallback(tmp_path, monkeypatch):
+    def failing(graph, example_inputs):
+        raise RuntimeError("no working C++ compiler")
+
+    _compile_with(monkeypatch, failing)
+    trainer = _trainer(tmp_path, epochs=1, compile=True)
+    trainer.eager_parallel.forward = lambda *args: torch.zeros(3)  # the wrong shape for the loss
+    with pytest.raises(ValueError, match="differ in shape") as raised:
+        trainer.fit()
+    assert "no working C++ compiler" in str(raised.value.__context__)  # the compiled try, chained
+
+
 class _FakeClock:
     """``time`` for the trainer module: each epoch takes ``epoch_seconds`` of fake time."""
 
