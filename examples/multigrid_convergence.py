@@ -9,6 +9,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+from pdekit.classical.poisson import random_obstacles
 from pdekit.linalg import StencilOperator, cg, multigrid
 
 
@@ -20,22 +21,13 @@ def thresholded_field(shape, seed):
 
 
 def obstacles(shape, fraction, seed, scattered=False):
-    """Spheres and boxes (or, with ``scattered``, independent random cells) covering about
-    ``fraction`` of the grid; fluid pockets cut off from the first face are made solid."""
+    """Spheres and boxes (pdekit's obstacle generator) or, with ``scattered``, independent
+    random cells covering about ``fraction`` of the grid; fluid pockets cut off from the first
+    face are made solid."""
     rng = np.random.default_rng(seed)
-    if scattered:
-        solid = rng.random(shape) < fraction
-    else:
-        solid = np.zeros(shape, bool)
-        grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-        while solid.mean() < fraction:
-            centre = [rng.uniform(0, n) for n in shape]
-            radius = rng.uniform(0.03, 0.1) * min(shape)
-            if rng.random() < 0.5:
-                solid |= sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= radius**2
-            else:
-                solid |= np.all([abs(g - c) <= radius for g, c in zip(grids, centre, strict=True)], axis=0)
-    labels, _ = scipy.ndimage.label(~solid)
+    if not scattered:
+        return random_obstacles(shape, rng, fraction=fraction)
+    labels, _ = scipy.ndimage.label(rng.random(shape) >= fraction)
     return ~np.isin(labels, np.setdiff1d(np.unique(labels[0]), [0]))
 
 

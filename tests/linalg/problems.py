@@ -20,24 +20,6 @@ def connected_obstacles(shape, fraction, seed, keep_face_axis=0):
     return ~np.isin(labels, keep)
 
 
-def blob_obstacles(shape, fraction, seed):
-    """Random spheres and boxes covering about ``fraction`` of the grid (cut-off pockets
-    made solid), the obstacle layouts of pressure-Poisson benchmarks."""
-    rng = np.random.default_rng(seed)
-    solid = np.zeros(shape, bool)
-    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    while solid.mean() < fraction:
-        centre = [rng.uniform(0, n) for n in shape]
-        radius = rng.uniform(0.03, 0.1) * min(shape)
-        if rng.random() < 0.5:
-            solid |= sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= radius**2
-        else:
-            solid |= np.all([abs(g - c) <= radius for g, c in zip(grids, centre, strict=True)], axis=0)
-    labels, _ = scipy.ndimage.label(~solid)
-    keep = np.setdiff1d(np.unique(labels[0]), [0])
-    return ~np.isin(labels, keep)
-
-
 def darcy_coefficients(shape, seed):
     """A thresholded smooth random field with values 12 and 3 (the Darcy benchmark's contrast)."""
     rng = np.random.default_rng(seed)

@@ -3,8 +3,9 @@ import pytest
 import scipy.sparse.linalg as spla
 import torch
 
+from pdekit.classical.poisson import random_obstacles
 from pdekit.linalg import CSROperator, SolveStatus, StencilOperator, cg, multigrid
-from tests.linalg.problems import blob_obstacles, darcy_coefficients, make_problem
+from tests.linalg.problems import darcy_coefficients, make_problem
 
 
 def _rhs(A, dtype=torch.float64, device="cpu", batch=(), seed=0):
@@ -28,7 +29,7 @@ def _family(kind, size, ndim):
     if kind == "darcy":
         return StencilOperator(shape, torch.from_numpy(darcy_coefficients(shape, 1)))
     if kind == "obstacles":
-        return StencilOperator(shape, solid=blob_obstacles(shape, 0.2, 2))
+        return StencilOperator(shape, solid=random_obstacles(shape, np.random.default_rng(2), fraction=0.2))
     raise KeyError(kind)
 
 
