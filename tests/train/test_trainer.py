@@ -113,14 +113,21 @@ def test_compiled_training_steps_match_the_plain_ones(tmp_path):
     assert list(pdekit.load(tmp_path / "compiled" / "last.pt").state_dict()) == list(plain.model.state_dict())
 
 
-def _compile_with(monkeypatch, backend):
-    """Make the Trainer's ``torch.compile`` use ``backend`` (a Dynamo backend function)."""
+@pytest.fixture
+def compile_with(monkeypatch):
+    """``compile_with(backend)`` makes the Trainer's ``torch.compile`` use ``backend`` (a Dynamo
+    backend function); Dynamo's caches are cleared before and after the test."""
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda module: real(module, backend=backend))
+
+    def use(backend):
+        monkeypatch.setattr(torch, "compile", lambda module: real(module, backend=backend))
+
+    torch._dynamo.reset()
+    yield use
     torch._dynamo.reset()
 
 
-def test_a_failed_compilation_falls_back_to_the_plain_steps(tmp_path, monkeypatch):
+def test_a_failed_compilation_falls_back_to_the_plain_steps(tmp_path, compile_with):
     calls = []
 
     def second_compilation_fails(graph, example_inputs):  # the recompile for the short last batch
@@ -130,7 +137,7 @@ def test_a_failed_compilation_falls_back_to_the_plain_steps(tmp_path, monkeypatc
         return graph.forward
 
     plain = _trainer(tmp_path / "plain", epochs=2, batch_size=24, normalization="none")
-    _compile_with(monkeypatch, second_compilation_fails)
+    compile_with(second_compilation_fails)
     compiled = _trainer(tmp_path / "compiled", epochs=2, batch_size=24, normalization="none", compile=True)
     with pytest.warns(RuntimeWarning, match="compiled training step failed.*no working C.. compiler"):
         b = compiled.fit()
@@ -143,11 +150,11 @@ def test_a_failed_compilation_falls_back_to_the_plain_steps(tmp_path, monkeypatc
         torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def test_an_error_of_the_model_itself_is_raised_not_hidden_by_the_fallback(tmp_path, monkeypatch):
+def test_an_error_of_the_model_itself_is_raised_not_hidden_by_the_fallback(tmp_path, compile_with):
     def failing(graph, example_inputs):
         raise RuntimeError("no working C++ compiler")
 
-    _compile_with(monkeypatch, failing)
+    compile_with(failing)
     trainer = _trainer(tmp_path, epochs=1, compile=True)
     trainer.eager_parallel.forward = lambda *args: torch.zeros(3)  # the wrong shape for the loss
     with pytest.raises(ValueError, match="differ in shape") as raised:
