@@ -346,6 +346,11 @@ def _cmd_evaluate(args) -> int:
     result = task.report(model, dataset, device=args.device, metadata=meta)
     result.update({"checkpoint": str(path), "model": data["model"], "dataset": str(folder), "split": split})
     print(f"{data['model']} on {folder} ({split}, {len(dataset)} samples): {task.summary(result)}")
+    if _chosen_on_this_split(data, path, folder, split):
+        result["chosen_on_this_split"] = True
+        print(f"evaluate: note: {path.name} is the epoch that scored best on this very split during "
+              "training (the run held out no validation set), so this figure is optimistic; evaluate "
+              "last.pt, or train with training.validation_fraction > 0", file=sys.stderr)
     if args.against:
         result["against"] = _paired_against(result, args.against)
         c = result["against"]
@@ -362,6 +367,18 @@ def _cmd_evaluate(args) -> int:
         if written is not None:
             print(f"wrote {written}")
     return 0
+
+
+def _chosen_on_this_split(data: dict, path: Path, folder, split: str) -> bool:
+    """Whether ``path`` is a run's ``best.pt`` chosen on the test metric of the very dataset
+    split being evaluated (no ``validation_fraction``): its figure is then optimistic."""
+    settings = (data.get("training") or {}).get("settings") or {}
+    meta = data.get("metadata", {})
+    trained_on = meta.get("dataset")
+    return (path.name == "best.pt" and "validation_fraction" in settings
+            and not settings["validation_fraction"] and trained_on is not None
+            and Path(trained_on).resolve() == Path(folder).resolve()
+            and split == meta.get("test_split", "test"))
 
 
 def _paired_against(result: dict, other_path: str) -> dict:

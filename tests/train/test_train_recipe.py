@@ -65,6 +65,26 @@ def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_evaluate_says_when_best_pt_was_chosen_on_the_split_it_scores(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    chosen_on_test, held_out = tmp_path / "a", tmp_path / "b"
+    args = ["train", str(recipe), "--no-progress", "--workers", "1", "--epochs", "2"]
+    assert main([*args, "--out", str(chosen_on_test)]) == 0
+    assert main([*args, "--out", str(held_out), "--set", "training.validation_fraction=0.25"]) == 0
+    capsys.readouterr()
+    note = "best.pt is the epoch that scored best on this very split"
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(chosen_on_test), "--json", str(out)]) == 0  # the folder: best.pt
+    assert note in capsys.readouterr().err
+    assert json.loads(out.read_text())["chosen_on_this_split"] is True
+    for checkpoint in (chosen_on_test / "last.pt", held_out):  # the last epoch; chosen on validation
+        assert main(["evaluate", str(checkpoint), "--json", str(out)]) == 0
+        assert note not in capsys.readouterr().err
+        assert "chosen_on_this_split" not in json.loads(out.read_text())
+    assert main(["evaluate", str(chosen_on_test), "--split", "train"]) == 0  # another split
+    assert note not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("busy", [0.0, 64.0])
 def test_train_on_the_cpu_warns_when_other_processes_hold_the_cores(busy, tmp_path, capsys, monkeypatch):
     import pdekit.bench.record
